@@ -1,0 +1,25 @@
+// Package builtin builds the registry of the transports that ship with
+// Sluice. It is the one place that lists them.
+package builtin
+
+import (
+	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/connectors/datagen"
+	"github.com/sluicehq/sluice/connectors/file"
+	"github.com/sluicehq/sluice/connectors/url"
+)
+
+// Registry returns a new registry with datagen, file_input and url_input.
+func Registry() *connectors.Registry {
+	r := connectors.NewRegistry()
+	for name, f := range map[string]connectors.Factory{
+		"datagen":    datagen.New,
+		"file_input": file.New,
+		"url_input":  url.New,
+	} {
+		if err := r.Register(name, f); err != nil {
+			panic(err) // the map above has unique keys
+		}
+	}
+	return r
+}

@@ -1,0 +1,163 @@
+package format
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/sluicehq/sluice/connectors"
+)
+
+// JSONConfig is Feldera's JSON format config
+// (https://docs.feldera.com/formats/json).
+type JSONConfig struct {
+	// UpdateFormat is "raw" (each record is a row to insert, the default)
+	// or "insert_delete" ({"insert": {...}} or {"delete": {...}}).
+	UpdateFormat string `json:"update_format,omitempty"`
+	// Array says records are elements of a JSON array rather than one per
+	// line (newline-delimited JSON).
+	Array bool `json:"array,omitempty"`
+	// JSONFlavor is accepted for compatibility with Feldera; only the
+	// default flavor is read.
+	JSONFlavor string `json:"json_flavor,omitempty"`
+}
+
+type jsonParser struct{ cfg JSONConfig }
+
+func newJSON(raw json.RawMessage) (*jsonParser, error) {
+	var cfg JSONConfig
+	if err := connectors.DecodeConfig("format", raw, &cfg); err != nil {
+		return nil, err
+	}
+	switch cfg.UpdateFormat {
+	case "", "raw", "insert_delete":
+	case "debezium", "snowflake", "redis":
+		return nil, connectors.FormatError("update_format", "%q is not supported yet", cfg.UpdateFormat)
+	default:
+		return nil, connectors.FormatError("update_format", "unknown %q: want raw or insert_delete", cfg.UpdateFormat)
+	}
+	return &jsonParser{cfg}, nil
+}
+
+func (p *jsonParser) Split(data []byte, atEOF bool) int {
+	if !p.cfg.Array {
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			return i + 1
+		}
+		if atEOF {
+			return len(data)
+		}
+		return 0
+	}
+	return splitArrayElement(data, atEOF)
+}
+
+// splitArrayElement cuts one element of a JSON array, with the '[', ',' or
+// whitespace before it and, for the last element, the ']' after it.
+func splitArrayElement(data []byte, atEOF bool) int {
+	depth, inString, escaped, started := 0, false, false, false
+	for i, c := range data {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '[':
+			if !started && depth == 0 {
+				continue // the array's own bracket
+			}
+			depth++
+		case '{':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				continue // the array's closing bracket
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				if started {
+					return i + 1
+				}
+				continue
+			}
+		case '"':
+			inString = true
+		}
+		started = true
+		if depth == 0 && (c == '}' || c == ']') {
+			return i + 1
+		}
+	}
+	if atEOF {
+		return len(data)
+	}
+	return 0
+}
+
+func (p *jsonParser) Parse(block []byte, base int64, rows *Rows) []connectors.ParseError {
+	var errs []connectors.ParseError
+	for off := 0; off < len(block); {
+		n := p.Split(block[off:], true)
+		rec := block[off : off+n]
+		pos := base + int64(off)
+		off += n
+		rec = bytes.TrimSpace(rec)
+		if p.cfg.Array {
+			rec = bytes.TrimLeft(rec, "[, \t\r\n")
+			rec = bytes.TrimRight(rec, "], \t\r\n")
+		}
+		if len(rec) == 0 {
+			continue
+		}
+		if err := p.parseRecord(rec, rows); err != nil {
+			errs = append(errs, positionError(pos, err.Error(), rec))
+		}
+	}
+	return errs
+}
+
+func (p *jsonParser) parseRecord(rec []byte, rows *Rows) error {
+	dec := json.NewDecoder(bytes.NewReader(rec))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("invalid JSON: %v", err)
+	}
+	if dec.More() {
+		return fmt.Errorf("invalid JSON: more than one value in the record")
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("want a JSON object, got %s", describe(v))
+	}
+	if p.cfg.UpdateFormat != "insert_delete" {
+		return rows.AppendJSON(obj, 1)
+	}
+	if len(obj) != 1 {
+		return fmt.Errorf(`insert_delete: want {"insert": {...}} or {"delete": {...}}`)
+	}
+	for k, inner := range obj {
+		row, ok := inner.(map[string]any)
+		if !ok {
+			return fmt.Errorf("insert_delete: %q wants an object", k)
+		}
+		switch k {
+		case "insert":
+			return rows.AppendJSON(row, 1)
+		case "delete":
+			return rows.AppendJSON(row, -1)
+		}
+		return fmt.Errorf(`insert_delete: unknown key %q: want "insert" or "delete"`, k)
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package connectors
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+// Registry maps transport names ("datagen", "file_input", ...) to their
+// factories, as Conduit's builtin registry does. Build one with
+// [NewRegistry] and [Registry.Register] in one place and pass it to the
+// worker; there is no global registry. It implements pipeline.Checker.
+type Registry struct {
+	factories map[string]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
+
+// Register adds a transport. Registering a name twice is an error.
+func (r *Registry) Register(name string, f Factory) error {
+	if _, dup := r.factories[name]; dup {
+		return fmt.Errorf("transport %q registered twice", name)
+	}
+	r.factories[name] = f
+	return nil
+}
+
+// Names returns the registered transport names, sorted.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.factories))
+	for n := range r.factories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// New builds the source for p's transport name.
+func (r *Registry) New(transport string, p Params) (Source, error) {
+	f, ok := r.factories[transport]
+	if !ok {
+		return nil, Fatal(fmt.Errorf("transport.name: unknown transport %q (known: %v)", transport, r.Names()))
+	}
+	return f(p)
+}
+
+// CheckConnector implements pipeline.Checker: it builds the connector's
+// source without opening it, so every config error is found before
+// anything starts. ${env:NAME} references are not resolved here: secrets
+// are read only inside the activity.
+func (r *Registry) CheckConnector(c *pipeline.Connector, schema *arrow.Schema) error {
+	f, ok := r.factories[c.Transport.Name]
+	if !ok {
+		return fmt.Errorf("transport.name: unknown transport %q (known: %v)", c.Transport.Name, r.Names())
+	}
+	cfg := c.Transport.Config
+	if len(cfg) == 0 {
+		cfg = json.RawMessage("{}")
+	}
+	_, err := f(Params{Endpoint: c.Name, Config: MaskEnv(cfg), Format: c.Format, Schema: schema, BatchSize: c.BatchLimit()})
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range unjoin(err) {
+		if fe := (*FieldError)(nil); errors.As(e, &fe) {
+			out = append(out, fmt.Errorf("%s: %s", fe.Path(), fe.Err))
+			continue
+		}
+		out = append(out, fmt.Errorf("transport.config: %w", e))
+	}
+	return errors.Join(out...)
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok && !errors.Is(err, ErrFatal) {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// FieldError is a config problem with the field it concerns. Section is
+// "transport" or "format"; Field is the path inside its config ("plan[0].rate").
+type FieldError struct {
+	Section string
+	Field   string
+	Err     error
+}
+
+// Path returns "transport.config.<field>" (or format).
+func (e *FieldError) Path() string {
+	if e.Field == "" {
+		return e.Section + ".config"
+	}
+	return e.Section + ".config." + e.Field
+}
+
+func (e *FieldError) Error() string { return e.Path() + ": " + e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// TransportError returns a [FieldError] for a transport config field.
+func TransportError(field, format string, args ...any) error {
+	return &FieldError{Section: "transport", Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// FormatError returns a [FieldError] for a format config field.
+func FormatError(field, format string, args ...any) error {
+	return &FieldError{Section: "format", Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// DecodeConfig unmarshals a transport or format config into v, rejecting
+// unknown fields, and reports problems as FieldErrors of section.
+func DecodeConfig(section string, raw json.RawMessage, v any) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytesReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) && ute.Field != "" {
+			return &FieldError{Section: section, Field: ute.Field, Err: fmt.Errorf("want %s, got JSON %s", ute.Type, ute.Value)}
+		}
+		return &FieldError{Section: section, Field: "", Err: err}
+	}
+	return nil
+}
+
+// Bounded reports whether the connector reaches end of input on its own
+// (Feldera: datagen with a limit, file_input without follow, url_input).
+// Its source says so by implementing interface{ Bounded() bool }; a
+// source that does not is unbounded.
+func (r *Registry) Bounded(c *pipeline.Connector, schema *arrow.Schema) bool {
+	f, ok := r.factories[c.Transport.Name]
+	if !ok {
+		return false
+	}
+	cfg := c.Transport.Config
+	if len(cfg) == 0 {
+		cfg = json.RawMessage("{}")
+	}
+	src, err := f(Params{Endpoint: c.Name, Config: MaskEnv(cfg), Format: c.Format, Schema: schema, BatchSize: c.BatchLimit()})
+	if err != nil {
+		return false
+	}
+	b, ok := src.(interface{ Bounded() bool })
+	return ok && b.Bounded()
+}

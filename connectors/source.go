@@ -1,0 +1,96 @@
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+// Checkpoint is a source's position as JSON, opaque to everything but its
+// source: datagen {"records": N}, file_input {"offset": N} (bytes) or
+// {"row": N} (Parquet rows). A nil Checkpoint is the beginning of input.
+type Checkpoint = json.RawMessage
+
+// ParseError describes one malformed record that was skipped.
+type ParseError struct {
+	// Position locates the record in the source: "byte 1234", "row 17".
+	Position string `json:"position"`
+	// Message says what is wrong with it.
+	Message string `json:"message"`
+	// Record is the start of the record's text, at most 200 bytes.
+	Record string `json:"record,omitempty"`
+}
+
+// Batch is what [Source.Read] returns: a record batch in the table's change
+// schema (its columns, then the int64 weight column, see
+// pipeline.ChangeSchema) and the checkpoint just past its records.
+//
+// The caller owns Record and must Release it. Record may be nil or empty
+// when the source advanced without producing rows (only malformed records,
+// say); Checkpoint is then still the position to resume from.
+type Batch struct {
+	Record     arrow.RecordBatch
+	Checkpoint Checkpoint
+	// Bytes is the number of source bytes this batch consumed (0 where the
+	// source has no bytes, as datagen).
+	Bytes int64
+	// Errors lists the records skipped in this batch.
+	Errors []ParseError
+}
+
+// Rows returns the number of records in the batch.
+func (b Batch) Rows() int64 {
+	if b.Record == nil {
+		return 0
+	}
+	return b.Record.NumRows()
+}
+
+// Source is an input connector. Its methods are called from one goroutine.
+type Source interface {
+	// Open reaches the source and positions it just past checkpoint (nil:
+	// the beginning). Unreachable sources, missing files and refused
+	// credentials are errors here, marked with [Fatal] when retrying cannot
+	// help.
+	Open(ctx context.Context, checkpoint Checkpoint) error
+	// Read blocks until it has a batch of at most Params.BatchSize records,
+	// the source reaches end of input ([ErrEndOfInput]), or ctx ends
+	// (ctx.Err()). "No data yet" is not an error: Read waits.
+	Read(ctx context.Context) (Batch, error)
+	// Close releases what Open acquired. It is safe to call after a failed
+	// Open.
+	Close() error
+}
+
+// Params is what a transport's factory builds a [Source] from.
+type Params struct {
+	// Endpoint is "table.connector", for messages.
+	Endpoint string
+	// Config is the transport's config with ${env:NAME} references resolved.
+	Config json.RawMessage
+	// Format is the connector's format, or nil.
+	Format *pipeline.Format
+	// Schema is the table's schema (without the weight column).
+	Schema *arrow.Schema
+	// BatchSize bounds the records of one [Batch].
+	BatchSize int
+	// Allocator allocates record batches; memory.DefaultAllocator if nil.
+	Allocator memory.Allocator
+}
+
+// Alloc returns the allocator to use.
+func (p Params) Alloc() memory.Allocator {
+	if p.Allocator == nil {
+		return memory.DefaultAllocator
+	}
+	return p.Allocator
+}
+
+// Factory validates a transport's config (no I/O) and returns a Source
+// ready to Open. Config errors name the field relative to the transport
+// config ("rate: must be positive") and are joined with errors.Join.
+type Factory func(p Params) (Source, error)

@@ -1,0 +1,253 @@
+// Package sluice wires Sluice together for its programs and for programs
+// that embed it: [NewWorker] registers the Pipeline workflow and the Ingest
+// activity on a Temporal worker, [Start] validates and starts a pipeline,
+// and [Stats] reads a pipeline's status with live metrics.
+//
+// The programs are worker/ (a worker process) and starter/ (the sluice
+// command line).
+package sluice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/activities"
+	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/connectors/builtin"
+	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/workflows"
+)
+
+// DefaultTaskQueue is the task queue of Sluice's workflows and activities.
+const DefaultTaskQueue = "sluice"
+
+// DefaultDataDir is the table store's default root.
+const DefaultDataDir = ".sluice/tables"
+
+// WorkerOptions configure [NewWorker]. Zero values take the defaults.
+type WorkerOptions struct {
+	// TaskQueue; default DefaultTaskQueue.
+	TaskQueue string
+	// DataDir is the table store's root; default DefaultDataDir. Every
+	// worker of a cluster must see the same directory.
+	DataDir string
+	// Registry of transports; default builtin.Registry().
+	Registry *connectors.Registry
+	// Allocator for record batches; default memory.DefaultAllocator.
+	Allocator memory.Allocator
+	// MaxConcurrentConnectors bounds the Ingest activities this worker runs
+	// at once; default 100.
+	MaxConcurrentConnectors int
+}
+
+// NewWorker returns a worker (not started) that runs the Pipeline workflow
+// and the Ingest activity. Heartbeats are sent at most once a second, so
+// a pause reaches a running connector within about a second.
+func NewWorker(c client.Client, o WorkerOptions) worker.Worker {
+	if o.TaskQueue == "" {
+		o.TaskQueue = DefaultTaskQueue
+	}
+	if o.DataDir == "" {
+		o.DataDir = DefaultDataDir
+	}
+	if o.Registry == nil {
+		o.Registry = builtin.Registry()
+	}
+	if o.MaxConcurrentConnectors == 0 {
+		o.MaxConcurrentConnectors = 100
+	}
+	w := worker.New(c, o.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: o.MaxConcurrentConnectors,
+		MaxHeartbeatThrottleInterval:       time.Second,
+		DefaultHeartbeatThrottleInterval:   time.Second,
+	})
+	w.RegisterWorkflowWithOptions(workflows.Pipeline, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterActivityWithOptions(&activities.Activities{Registry: o.Registry, DataDir: o.DataDir, Allocator: o.Allocator}, activity.RegisterOptions{})
+	return w
+}
+
+// ClientOptions returns client options from the standard Temporal
+// environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+// TEMPORAL_TLS_*, TEMPORAL_PROFILE and the config file), as the temporal
+// CLI reads them (go.temporal.io/sdk/contrib/envconfig).
+func ClientOptions() (client.Options, error) {
+	o, err := envconfig.LoadDefaultClientOptions()
+	if err != nil {
+		return o, fmt.Errorf("temporal client config: %w", err)
+	}
+	return o, nil
+}
+
+// Load reads and validates a pipeline file against the builtin transports.
+// Notices say what was read but ignored. The error lists every problem.
+func Load(path string) (*pipeline.Pipeline, []string, error) {
+	p, notices, err := pipeline.LoadFile(path)
+	if err != nil {
+		return nil, notices, err
+	}
+	if err := pipeline.Validate(p, builtin.Registry()); err != nil {
+		return nil, notices, fmt.Errorf("%s: invalid pipeline:\n%w", path, err)
+	}
+	return p, notices, nil
+}
+
+// StartOptions configure [Start].
+type StartOptions struct {
+	// TaskQueue; default DefaultTaskQueue.
+	TaskQueue string
+	// Paused starts the pipeline Paused.
+	Paused bool
+}
+
+// ErrAlreadyRunning is returned by Start when the pipeline's workflow is
+// running already; the run returned is the running one.
+var ErrAlreadyRunning = errors.New("pipeline is already running")
+
+// Start starts the pipeline's workflow (ID "pipeline-<name>"). If it is
+// running already, Start returns that run and ErrAlreadyRunning. The
+// search attributes are kept up to date when the namespace has them.
+func Start(ctx context.Context, c client.Client, p *pipeline.Pipeline, o StartOptions) (client.WorkflowRun, error) {
+	if o.TaskQueue == "" {
+		o.TaskQueue = DefaultTaskQueue
+	}
+	id := pipeline.WorkflowID(p.Name)
+	if d, err := c.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
+		d.WorkflowExecutionInfo.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return c.GetWorkflow(ctx, id, d.WorkflowExecutionInfo.Execution.RunId), ErrAlreadyRunning
+	}
+	in := workflows.Input{Pipeline: *p, Paused: o.Paused, SearchAttributes: hasSearchAttributes(ctx, c)}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    id,
+		TaskQueue:             o.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+	}, workflows.WorkflowName, in)
+	if err != nil {
+		return nil, fmt.Errorf("start pipeline %s: %w", p.Name, err)
+	}
+	return run, nil
+}
+
+func hasSearchAttributes(ctx context.Context, c client.Client) bool {
+	resp, err := c.GetSearchAttributes(ctx)
+	if err != nil {
+		return false
+	}
+	_, a := resp.Keys[workflows.SearchAttributePipeline]
+	_, b := resp.Keys[workflows.SearchAttributeState]
+	return a && b
+}
+
+// ErrNotFound is returned for a pipeline with no workflow.
+var ErrNotFound = errors.New("no such pipeline")
+
+// Stats returns a pipeline's stats: the workflow's stats query, with each
+// running connector's metrics replaced by its activity's latest heartbeat
+// (from DescribeWorkflowExecution), which is fresher.
+func Stats(ctx context.Context, c client.Client, name string) (workflows.PipelineStats, error) {
+	var s workflows.PipelineStats
+	id := pipeline.WorkflowID(name)
+	resp, err := c.QueryWorkflow(ctx, id, "", workflows.QueryStats)
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return s, fmt.Errorf("%w: %s", ErrNotFound, name)
+		}
+		return s, fmt.Errorf("query pipeline %s: %w", name, err)
+	}
+	if err := resp.Get(&s); err != nil {
+		return s, err
+	}
+	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return s, nil // the query's view is still right, only older
+	}
+	live := map[string]activities.Progress{}
+	for _, pa := range d.PendingActivities {
+		if pa.HeartbeatDetails == nil {
+			continue
+		}
+		var p activities.Progress
+		if err := client.NewValue(pa.HeartbeatDetails).Get(&p); err != nil {
+			continue
+		}
+		ep := pa.ActivityId
+		if i := lastDash(ep); i > 0 {
+			ep = ep[:i]
+		}
+		live[ep] = p
+	}
+	s.GlobalMetrics = workflows.GlobalMetrics{PipelineComplete: s.GlobalMetrics.PipelineComplete}
+	for i := range s.Inputs {
+		in := &s.Inputs[i]
+		if p, ok := live[in.EndpointName]; ok && !in.Finished {
+			in.Metrics, in.Checkpoint = p.Metrics, p.Checkpoint
+			if len(p.ParseErrors) > 0 {
+				in.ParseErrors = p.ParseErrors
+			}
+		}
+		s.GlobalMetrics.TotalInputRecords += in.Metrics.TotalRecords
+		s.GlobalMetrics.TotalInputBytes += in.Metrics.TotalBytes
+		s.GlobalMetrics.BufferedInputRecords += in.Metrics.BufferedRecords
+		s.GlobalMetrics.NumParseErrors += in.Metrics.NumParseErrors
+	}
+	return s, nil
+}
+
+func lastDash(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '-' {
+			return i
+		}
+	}
+	return -1
+}
+
+// ConnectorStats returns one connector's stats (see [Stats]).
+func ConnectorStats(ctx context.Context, c client.Client, pipelineName, table, connector string) (workflows.ConnectorStats, error) {
+	s, err := Stats(ctx, c, pipelineName)
+	if err != nil {
+		return workflows.ConnectorStats{}, err
+	}
+	for _, in := range s.Inputs {
+		if in.EndpointName == pipeline.Endpoint(table, connector) {
+			return in, nil
+		}
+	}
+	return workflows.ConnectorStats{}, fmt.Errorf("pipeline %s has no connector %s.%s", pipelineName, table, connector)
+}
+
+// Command sends one of the workflow's updates (connector.start,
+// connector.pause, pipeline.start, pipeline.pause, pipeline.stop) and
+// waits for its answer: an unknown table or connector is an error.
+func Command(ctx context.Context, c client.Client, pipelineName, name string, ref *workflows.ConnectorRef) error {
+	var args []any
+	if ref != nil {
+		args = append(args, *ref)
+	}
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   pipeline.WorkflowID(pipelineName),
+		UpdateName:   name,
+		Args:         args,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return fmt.Errorf("%w: %s", ErrNotFound, pipelineName)
+		}
+		return err
+	}
+	return h.Get(ctx, nil)
+}

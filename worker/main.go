@@ -1,0 +1,72 @@
+// Command worker is a Sluice worker: it runs Pipeline workflows and their
+// Ingest activities on the "sluice" task queue. It connects with the
+// standard Temporal environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+// TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE). Run several against
+// one cluster to spread connectors over machines; they must share
+// --data-dir.
+//
+//	go run ./worker [--dev] [--data-dir DIR] [--task-queue NAME]
+//
+// --dev also starts an embedded Temporal server (SQLite in
+// .sluice/temporal.db, frontend 127.0.0.1:7233) and its Web UI on
+// http://127.0.0.1:8233.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/devserver"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	dev := flag.Bool("dev", false, "start an embedded Temporal server and its Web UI")
+	dataDir := flag.String("data-dir", sluice.DefaultDataDir, "the table store's root directory")
+	taskQueue := flag.String("task-queue", sluice.DefaultTaskQueue, "the task queue to poll")
+	flag.Parse()
+
+	opts, err := sluice.ClientOptions()
+	if err != nil {
+		return err
+	}
+	if *dev {
+		srv, err := devserver.Start(devserver.Options{})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		opts.HostPort, opts.Namespace = srv.HostPort(), srv.Namespace()
+		fmt.Fprintf(os.Stderr, "Temporal server at %s, Web UI at %s\n", srv.HostPort(), srv.UIAddress())
+	}
+	opts.Logger = tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	c, err := client.Dial(opts)
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", opts.HostPort, err)
+	}
+	defer c.Close()
+	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: *dataDir, TaskQueue: *taskQueue})
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Stop()
+	fmt.Fprintf(os.Stderr, "worker polling task queue %q, table store in %s\n", *taskQueue, *dataDir)
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	<-stop
+	return nil
+}

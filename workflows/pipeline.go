@@ -1,0 +1,428 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sluicehq/sluice/activities"
+	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+// DefaultHistoryLimit is the history length at which the workflow
+// continues as new when Temporal has not suggested it earlier.
+const DefaultHistoryLimit = 10_000
+
+type running struct {
+	future workflow.Future
+	cancel workflow.CancelFunc
+}
+
+type run struct {
+	ctx     workflow.Context
+	in      Input
+	st      *State
+	order   []string            // endpoints in declaration order
+	conns   map[string]*pipeline.Connector
+	tables  map[string]*pipeline.Table
+	deps    map[string][]string // endpoint -> endpoints it starts after
+	running map[string]*running
+	wake    workflow.Channel
+	state   string // last upserted search attribute value
+}
+
+// Pipeline is the pipeline workflow. It returns when pipeline.stop has
+// been handled and every activity has returned, or, with
+// stop_at_end_of_input, once every input connector has finished; the
+// result is the final stats.
+func Pipeline(ctx workflow.Context, in Input) (PipelineStats, error) {
+	r := &run{
+		ctx:     ctx,
+		in:      in,
+		conns:   map[string]*pipeline.Connector{},
+		tables:  map[string]*pipeline.Table{},
+		deps:    in.Pipeline.StartAfter(),
+		running: map[string]*running{},
+		wake:    workflow.NewBufferedChannel(ctx, 1000),
+	}
+	for ti := range in.Pipeline.Tables {
+		t := &in.Pipeline.Tables[ti]
+		for ci := range t.Connectors {
+			ep := pipeline.Endpoint(t.Name, t.Connectors[ci].Name)
+			r.order = append(r.order, ep)
+			r.conns[ep] = &t.Connectors[ci]
+			r.tables[ep] = t
+		}
+	}
+	r.st = in.State
+	if r.st == nil {
+		r.st = &State{Paused: in.Paused, Connectors: map[string]*ConnectorState{}}
+	}
+	for _, ep := range r.order {
+		if r.st.Connectors[ep] == nil {
+			c := r.conns[ep]
+			r.st.Connectors[ep] = &ConnectorState{Paused: c.Paused || len(c.StartAfter) > 0, Waiting: len(c.StartAfter) > 0}
+		}
+	}
+	if err := r.registerHandlers(ctx); err != nil {
+		return PipelineStats{}, err
+	}
+	signalNames := []string{ConnectorStart, ConnectorPause, PipelineStart, PipelinePause, PipelineStop}
+	signals := map[string]workflow.ReceiveChannel{}
+	for _, name := range signalNames {
+		signals[name] = workflow.GetSignalChannel(ctx, name)
+	}
+	logger := workflow.GetLogger(ctx)
+	draining := false
+	for {
+		r.startAfter()
+		r.reconcile(ctx, draining)
+		r.upsertState(ctx)
+		if len(r.running) == 0 {
+			if r.st.Stopping {
+				return r.stats(), nil
+			}
+			if in.Pipeline.StopAtEndOfInput && r.allFinished() {
+				return r.stats(), nil
+			}
+			if draining {
+				// Every activity has returned its checkpoint: apply pending
+				// signals, let update handlers finish, and carry on anew.
+				r.drainSignals(signals)
+				if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+					return r.stats(), err
+				}
+				next := r.in
+				next.State = r.st
+				logger.Info("continuing as new", "history_length", workflow.GetInfo(ctx).GetCurrentHistoryLength())
+				return PipelineStats{}, workflow.NewContinueAsNewError(ctx, Pipeline, next)
+			}
+		}
+		if !draining && r.shouldContinueAsNew(ctx) {
+			draining = true
+			continue
+		}
+		sel := workflow.NewSelector(ctx)
+		for _, name := range signalNames { // a fixed order keeps the workflow deterministic
+			sel.AddReceive(signals[name], func(c workflow.ReceiveChannel, _ bool) { r.receive(name, c) })
+		}
+		sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.ReceiveAsync(nil) })
+		for _, ep := range r.sortedRunning() {
+			sel.AddFuture(r.running[ep].future, func(f workflow.Future) { r.done(ctx, ep, f) })
+		}
+		sel.Select(ctx)
+	}
+}
+
+func (r *run) shouldContinueAsNew(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	limit := r.in.HistoryLimit
+	if limit <= 0 {
+		limit = DefaultHistoryLimit
+	}
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= limit
+}
+
+func (r *run) sortedRunning() []string {
+	eps := make([]string, 0, len(r.running))
+	for ep := range r.running {
+		eps = append(eps, ep)
+	}
+	sort.Strings(eps)
+	return eps
+}
+
+// receive applies one signal. Bad signal input is logged and dropped: a
+// signal has nobody to answer.
+func (r *run) receive(name string, c workflow.ReceiveChannel) {
+	var ref ConnectorRef
+	c.Receive(nil, &ref)
+	if err := r.apply(name, ref); err != nil {
+		workflow.GetLogger(r.ctx).Warn("signal ignored", "signal", name, "error", err)
+	}
+}
+
+func (r *run) drainSignals(signals map[string]workflow.ReceiveChannel) {
+	names := make([]string, 0, len(signals))
+	for n := range signals {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for {
+			var ref ConnectorRef
+			if !signals[name].ReceiveAsync(&ref) {
+				break
+			}
+			_ = r.apply(name, ref)
+		}
+	}
+}
+
+// endpoint resolves a reference to an endpoint name, or an error naming
+// what is unknown.
+func (r *run) endpoint(ref ConnectorRef) (string, error) {
+	t := r.in.Pipeline.Table(ref.Table)
+	if t == nil {
+		return "", fmt.Errorf("pipeline %s has no table %q", r.in.Pipeline.Name, ref.Table)
+	}
+	if t.Connector(ref.Connector) == nil {
+		return "", fmt.Errorf("table %s has no connector %q", t.Name, ref.Connector)
+	}
+	return pipeline.Endpoint(t.Name, ref.Connector), nil
+}
+
+// apply changes the state for one command; validate first with check.
+func (r *run) apply(name string, ref ConnectorRef) error {
+	switch name {
+	case PipelineStart:
+		r.st.Paused = false
+	case PipelinePause:
+		r.st.Paused = true
+	case PipelineStop:
+		r.st.Stopping = true
+	case ConnectorStart, ConnectorPause:
+		ep, err := r.endpoint(ref)
+		if err != nil {
+			return err
+		}
+		c := r.st.Connectors[ep]
+		if name == ConnectorStart {
+			// A manual start overrides start_after and retries a failed connector.
+			c.Paused, c.Waiting, c.FatalError = false, false, ""
+		} else {
+			c.Paused = true
+		}
+	default:
+		return fmt.Errorf("unknown command %q", name)
+	}
+	return nil
+}
+
+func (r *run) registerHandlers(ctx workflow.Context) error {
+	for _, name := range []string{ConnectorStart, ConnectorPause} {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
+			func(ctx workflow.Context, ref ConnectorRef) (ConnectorStats, error) {
+				if err := r.apply(name, ref); err != nil {
+					return ConnectorStats{}, err
+				}
+				r.wake.SendAsync(nil)
+				ep, _ := r.endpoint(ref)
+				return r.connectorStats(ep), nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, ref ConnectorRef) error {
+				_, err := r.endpoint(ref)
+				return err
+			}})
+		if err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{PipelineStart, PipelinePause, PipelineStop} {
+		err := workflow.SetUpdateHandler(ctx, name, func(ctx workflow.Context) (string, error) {
+			if err := r.apply(name, ConnectorRef{}); err != nil {
+				return "", err
+			}
+			r.wake.SendAsync(nil)
+			return r.pipelineState(), nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStats, func() (PipelineStats, error) { return r.stats(), nil }); err != nil {
+		return err
+	}
+	return workflow.SetQueryHandler(ctx, QueryConnectorStats, func(ref ConnectorRef) (ConnectorStats, error) {
+		ep, err := r.endpoint(ref)
+		if err != nil {
+			return ConnectorStats{}, err
+		}
+		return r.connectorStats(ep), nil
+	})
+}
+
+// startAfter starts waiting connectors whose labels' connectors have all
+// finished.
+func (r *run) startAfter() {
+	for _, ep := range r.order {
+		c := r.st.Connectors[ep]
+		if !c.Waiting || len(r.pendingDeps(ep)) > 0 {
+			continue
+		}
+		c.Waiting, c.Paused = false, false
+		workflow.GetLogger(r.ctx).Info("start_after satisfied", "connector", ep)
+	}
+}
+
+// pendingDeps returns the connectors ep still waits for.
+func (r *run) pendingDeps(ep string) []string {
+	var out []string
+	for _, d := range r.deps[ep] {
+		if !r.st.Connectors[d].Finished {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (r *run) active(ep string) bool {
+	c := r.st.Connectors[ep]
+	return !r.st.Paused && !r.st.Stopping && !c.Paused && !c.Waiting && !c.Finished && c.FatalError == ""
+}
+
+// reconcile starts an activity for each active connector that has none and
+// cancels those of connectors that are no longer active.
+func (r *run) reconcile(ctx workflow.Context, draining bool) {
+	for _, ep := range r.order {
+		act, run := r.active(ep) && !draining, r.running[ep]
+		switch {
+		case act && run == nil:
+			r.startActivity(ctx, ep)
+		case !act && run != nil && run.cancel != nil:
+			run.cancel()
+			run.cancel = nil // cancel once; the future resolves when the activity has committed and returned
+		}
+	}
+}
+
+func (r *run) startActivity(ctx workflow.Context, ep string) {
+	c := r.st.Connectors[ep]
+	c.Activations++
+	hb := r.in.HeartbeatTimeoutSeconds
+	if hb <= 0 {
+		hb = 10
+	}
+	actx, cancel := workflow.WithCancel(ctx)
+	actx = workflow.WithActivityOptions(actx, workflow.ActivityOptions{
+		ActivityID:          fmt.Sprintf("%s-%d", ep, c.Activations),
+		Summary:             "ingest " + ep,
+		StartToCloseTimeout: 30 * 24 * time.Hour,
+		HeartbeatTimeout:    time.Duration(hb) * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: []string{activities.ErrTypeConfig, activities.ErrTypeFenced},
+		},
+	})
+	table := *r.tables[ep]
+	table.Connectors = nil // the activity needs the columns; its connector comes apart
+	in := activities.IngestInput{Pipeline: r.in.Pipeline.Name, Table: table, Connector: *r.conns[ep], Progress: c.Progress}
+	var a *activities.Activities
+	r.running[ep] = &running{future: workflow.ExecuteActivity(actx, a.Ingest, in), cancel: cancel}
+}
+
+// done handles an Ingest activity's end.
+func (r *run) done(ctx workflow.Context, ep string, f workflow.Future) {
+	delete(r.running, ep)
+	c := r.st.Connectors[ep]
+	var p activities.Progress
+	err := f.Get(ctx, &p)
+	var canceled *temporal.CanceledError
+	switch {
+	case err == nil:
+		if p.Commit >= c.Progress.Commit {
+			c.Progress = p
+		}
+		if p.Metrics.EndOfInput && p.Metrics.BufferedRecords == 0 {
+			c.Finished = true
+			workflow.GetLogger(ctx).Info("connector finished", "connector", ep, "records", p.Metrics.TotalRecords)
+		}
+	case errors.As(err, &canceled):
+		// Canceled before it ran: its progress is unchanged.
+	default:
+		var app *temporal.ApplicationError
+		msg := err.Error()
+		if errors.As(err, &app) {
+			msg = app.Error()
+		}
+		c.FatalError = msg
+		workflow.GetLogger(ctx).Error("connector failed", "connector", ep, "error", msg)
+	}
+}
+
+func (r *run) allFinished() bool {
+	for _, ep := range r.order {
+		if !r.st.Connectors[ep].Finished {
+			return false
+		}
+	}
+	return len(r.order) > 0
+}
+
+func (r *run) pipelineState() string {
+	switch {
+	case r.st.Stopping:
+		return "Stopping"
+	case r.st.Paused:
+		return "Paused"
+	}
+	return "Running"
+}
+
+func (r *run) upsertState(ctx workflow.Context) {
+	if !r.in.SearchAttributes {
+		return
+	}
+	s := r.pipelineState()
+	if s == r.state {
+		return
+	}
+	r.state = s
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		temporal.NewSearchAttributeKeyKeyword(SearchAttributePipeline).ValueSet(r.in.Pipeline.Name),
+		temporal.NewSearchAttributeKeyKeyword(SearchAttributeState).ValueSet(s))
+}
+
+func (r *run) connectorStats(ep string) ConnectorStats {
+	c := r.st.Connectors[ep]
+	s := ConnectorStats{
+		EndpointName: ep,
+		Config:       *r.conns[ep],
+		Paused:       c.Paused,
+		State:        "Running",
+		Active:       r.active(ep),
+		Finished:     c.Finished,
+		Metrics:      c.Progress.Metrics,
+		ParseErrors:  c.Progress.ParseErrors,
+		Health:       "healthy",
+		Checkpoint:   c.Progress.Checkpoint,
+	}
+	if c.Paused {
+		s.State = "Paused"
+	}
+	if c.Waiting {
+		s.WaitingFor = []string(r.conns[ep].StartAfter)
+	}
+	if c.FatalError != "" {
+		msg := c.FatalError
+		s.FatalError, s.Health = &msg, "unhealthy"
+	}
+	if s.ParseErrors == nil {
+		s.ParseErrors = []connectors.ParseError{}
+	}
+	return s
+}
+
+func (r *run) stats() PipelineStats {
+	s := PipelineStats{Name: r.in.Pipeline.Name, State: r.pipelineState()}
+	for _, ep := range r.order {
+		cs := r.connectorStats(ep)
+		s.Inputs = append(s.Inputs, cs)
+		s.GlobalMetrics.TotalInputRecords += cs.Metrics.TotalRecords
+		s.GlobalMetrics.TotalInputBytes += cs.Metrics.TotalBytes
+		s.GlobalMetrics.BufferedInputRecords += cs.Metrics.BufferedRecords
+		s.GlobalMetrics.NumParseErrors += cs.Metrics.NumParseErrors
+	}
+	s.GlobalMetrics.PipelineComplete = r.allFinished()
+	return s
+}
+
+

@@ -1,0 +1,128 @@
+package workflows
+
+import (
+	"encoding/json"
+
+	"github.com/sluicehq/sluice/activities"
+	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+// Names of the workflow type, signals, updates and queries. Signals and
+// updates share names and meaning: a signal is fire-and-forget (the
+// temporal CLI, the Web UI); an update is validated and answered (an
+// unknown connector is an error).
+const (
+	WorkflowName = "Pipeline"
+
+	ConnectorStart = "connector.start" // input: ConnectorRef
+	ConnectorPause = "connector.pause" // input: ConnectorRef
+	PipelineStart  = "pipeline.start"  // no input
+	PipelinePause  = "pipeline.pause"  // no input
+	PipelineStop   = "pipeline.stop"   // no input: pause everything, then complete
+
+	QueryStats          = "stats"           // returns PipelineStats
+	QueryConnectorStats = "connector.stats" // input ConnectorRef, returns ConnectorStats
+)
+
+// Search attributes the workflow keeps up to date when
+// [Input.SearchAttributes] is set (sluice registers them on its dev
+// server; on a cluster: temporal operator search-attribute create).
+const (
+	SearchAttributePipeline = "SluicePipeline" // Keyword: the pipeline's name
+	SearchAttributeState    = "SluiceState"    // Keyword: Running, Paused, Stopping
+)
+
+// ConnectorRef names a connector: {"table": "numbers", "connector": "c1"}.
+type ConnectorRef struct {
+	Table     string `json:"table"`
+	Connector string `json:"connector"`
+}
+
+// Input is the Pipeline workflow's input.
+type Input struct {
+	// Pipeline is the validated program.
+	Pipeline pipeline.Pipeline `json:"pipeline"`
+	// State is the state carried over by continue-as-new; nil at first.
+	State *State `json:"state,omitempty"`
+	// Paused starts the pipeline Paused.
+	Paused bool `json:"paused,omitempty"`
+	// SearchAttributes says the SluicePipeline and SluiceState search
+	// attributes are registered and should be kept up to date.
+	SearchAttributes bool `json:"search_attributes,omitempty"`
+	// HistoryLimit continues as new once the history has this many events
+	// (default 10,000), besides whenever Temporal suggests it.
+	HistoryLimit int `json:"history_limit,omitempty"`
+	// HeartbeatTimeoutSeconds is the Ingest activities' heartbeat timeout:
+	// how long a crashed worker's connector waits before it resumes
+	// elsewhere. Default 10.
+	HeartbeatTimeoutSeconds int `json:"heartbeat_timeout_seconds,omitempty"`
+}
+
+// State is the pipeline's control state, carried across continue-as-new.
+type State struct {
+	// Paused is the pipeline's state: Running (false) or Paused.
+	Paused bool `json:"paused"`
+	// Stopping is set by pipeline.stop.
+	Stopping bool `json:"stopping,omitempty"`
+	// Connectors by endpoint name "table.connector".
+	Connectors map[string]*ConnectorState `json:"connectors"`
+}
+
+// ConnectorState is one connector's control state.
+type ConnectorState struct {
+	// Paused is the connector's own state, Running (false) or Paused.
+	Paused bool `json:"paused"`
+	// Waiting is set while the connector's start_after has not fired and
+	// nobody started it by hand.
+	Waiting bool `json:"waiting,omitempty"`
+	// Finished is set when the connector reached end of input with
+	// nothing buffered.
+	Finished bool `json:"finished,omitempty"`
+	// FatalError is the error that stopped it; connector.start clears it
+	// and tries again.
+	FatalError string `json:"fatal_error,omitempty"`
+	// Progress is the newest progress reported by its activity.
+	Progress activities.Progress `json:"progress"`
+	// Activations counts the Ingest activities started for it.
+	Activations int `json:"activations,omitempty"`
+}
+
+// ConnectorStats is a connector's status in Feldera's shape: endpoint_name,
+// config, paused, state, metrics, parse_errors, fatal_error, health and the
+// current checkpoint. `sluice connector P T C stats` prints it, so that
+//
+//	sluice connector p t c stats | jq '.metrics.end_of_input == true and .metrics.buffered_records == 0'
+//
+// tells whether the connector has finished.
+type ConnectorStats struct {
+	EndpointName string                  `json:"endpoint_name"`
+	Config       pipeline.Connector      `json:"config"`
+	Paused       bool                    `json:"paused"`
+	State        string                  `json:"state"` // "Running" or "Paused"
+	Active       bool                    `json:"active"`
+	Finished     bool                    `json:"finished"`
+	WaitingFor   []string                `json:"waiting_for,omitempty"` // start_after labels not yet satisfied
+	Metrics      activities.Metrics      `json:"metrics"`
+	ParseErrors  []connectors.ParseError `json:"parse_errors"`
+	FatalError   *string                 `json:"fatal_error"`
+	Health       string                  `json:"health"` // "healthy" or "unhealthy"
+	Checkpoint   json.RawMessage         `json:"checkpoint"`
+}
+
+// GlobalMetrics sums the connectors' counters.
+type GlobalMetrics struct {
+	TotalInputRecords    int64 `json:"total_input_records"`
+	TotalInputBytes      int64 `json:"total_input_bytes"`
+	BufferedInputRecords int64 `json:"buffered_input_records"`
+	NumParseErrors       int64 `json:"num_parse_errors"`
+	PipelineComplete     bool  `json:"pipeline_complete"` // every input connector finished
+}
+
+// PipelineStats is the whole pipeline's status, Feldera-like.
+type PipelineStats struct {
+	Name          string           `json:"name"`
+	State         string           `json:"state"` // Running, Paused, Stopping
+	GlobalMetrics GlobalMetrics    `json:"global_metrics"`
+	Inputs        []ConnectorStats `json:"inputs"`
+}
