@@ -73,8 +73,8 @@ type token struct {
 	line int
 }
 
-func (t token) is(p string) bool      { return t.kind == tokPunct && t.text == p }
-func (t token) word(w string) bool    { return t.kind == tokWord && strings.EqualFold(t.text, w) }
+func (t token) is(p string) bool   { return t.kind == tokPunct && t.text == p }
+func (t token) word(w string) bool { return t.kind == tokWord && strings.EqualFold(t.text, w) }
 func (t token) ident() (string, bool) {
 	switch t.kind {
 	case tokWord:

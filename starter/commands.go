@@ -206,7 +206,6 @@ func printNotices(notices []string) {
 	}
 }
 
-
 type silent struct{}
 
 func (silent) Debug(string, ...any) {}

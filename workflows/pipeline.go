@@ -27,7 +27,7 @@ type run struct {
 	ctx     workflow.Context
 	in      Input
 	st      *State
-	order   []string            // endpoints in declaration order
+	order   []string // endpoints in declaration order
 	conns   map[string]*pipeline.Connector
 	tables  map[string]*pipeline.Table
 	deps    map[string][]string // endpoint -> endpoints it starts after
@@ -424,5 +424,3 @@ func (r *run) stats() PipelineStats {
 	s.GlobalMetrics.PipelineComplete = r.allFinished()
 	return s
 }
-
-

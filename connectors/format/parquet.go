@@ -221,4 +221,3 @@ func Ones(alloc memory.Allocator, n int) arrow.Array {
 	}
 	return b.NewArray()
 }
-

@@ -1,0 +1,162 @@
+package tests
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/maphash"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/server/temporaltest"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/connectors/tablestore"
+	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/workflows"
+)
+
+// sharedData is ../shared/data, beside the repository.
+func sharedData(t testing.TB, name string) string {
+	p, err := filepath.Abs(filepath.Join("..", "..", "shared", "data", name))
+	require.NoError(t, err)
+	_, err = os.Stat(p)
+	require.NoError(t, err, "the shared data sets must sit beside the repository (../shared/data)")
+	return p
+}
+
+// newServer starts a real Temporal server in-process and returns a client.
+func newServer(t *testing.T) (*temporaltest.TestServer, client.Client) {
+	ts := temporaltest.NewServer(temporaltest.WithT(t))
+	return ts, ts.GetDefaultClient()
+}
+
+// startWorker runs an in-process Sluice worker until the test ends.
+func startWorker(t *testing.T, c client.Client, dataDir string) {
+	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+}
+
+// loadExample loads and validates a file under examples/.
+func loadExample(t *testing.T, name string) *pipeline.Pipeline {
+	p, _, err := pipeline.LoadFile(filepath.Join("..", "examples", name))
+	require.NoError(t, err)
+	return p
+}
+
+// startPipeline starts the workflow with in.
+func startPipeline(t *testing.T, c client.Client, in workflows.Input) client.WorkflowRun {
+	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: pipeline.WorkflowID(in.Pipeline.Name), TaskQueue: sluice.DefaultTaskQueue,
+	}, workflows.WorkflowName, in)
+	require.NoError(t, err)
+	return run
+}
+
+// stats returns the pipeline's stats, with live metrics.
+func stats(t *testing.T, c client.Client, name string) workflows.PipelineStats {
+	s, err := sluice.Stats(context.Background(), c, name)
+	require.NoError(t, err)
+	return s
+}
+
+func connector(s workflows.PipelineStats, endpoint string) workflows.ConnectorStats {
+	for _, in := range s.Inputs {
+		if in.EndpointName == endpoint {
+			return in
+		}
+	}
+	return workflows.ConnectorStats{}
+}
+
+// eventually polls cond every 50ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s: %s", timeout, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// storedRow is one change in the table store.
+type storedRow struct {
+	values []any
+	weight int64
+	commit int64
+	conn   string
+	time   time.Time
+}
+
+// readTable returns every change of a table, in commit order.
+func readTable(t *testing.T, dataDir, pipelineName, table string) []storedRow {
+	tbl, err := tablestore.Open(dataDir, pipelineName, table, nil)
+	require.NoError(t, err)
+	var out []storedRow
+	require.NoError(t, tbl.Scan(context.Background(), func(c *tablestore.Commit, rec arrow.RecordBatch) error {
+		n := int(rec.NumCols()) - 1
+		for i := range int(rec.NumRows()) {
+			row := make([]any, n)
+			for j := range n {
+				if !rec.Column(j).IsNull(i) {
+					row[j] = rec.Column(j).GetOneForMarshal(i)
+				}
+			}
+			out = append(out, storedRow{row, rec.Column(n).GetOneForMarshal(i).(int64), c.Seq, c.Connector, c.Time})
+		}
+		return nil
+	}))
+	return out
+}
+
+// rowHasher sums 64-bit hashes of rows: an order-independent checksum
+// that changes if any row is lost, added twice or altered.
+type rowHasher struct {
+	seed  maphash.Seed
+	sum   uint64
+	count int64
+}
+
+func newRowHasher() *rowHasher { return &rowHasher{seed: maphash.MakeSeed()} }
+
+// add hashes row i of rec's first n columns, by their text values.
+func (h *rowHasher) add(rec arrow.RecordBatch, n int) {
+	cols := make([]arrow.Array, n)
+	for j := range n {
+		cols[j] = rec.Column(j)
+	}
+	var buf []byte
+	for i := range int(rec.NumRows()) {
+		buf = buf[:0]
+		for _, c := range cols {
+			s := c.ValueStr(i)
+			buf = binary.AppendUvarint(buf, uint64(len(s)))
+			buf = append(buf, s...)
+		}
+		h.sum += maphash.Bytes(h.seed, buf)
+		h.count++
+	}
+}
+
+// buildBinary builds a main package of this module into dir.
+func buildBinary(t *testing.T, pkg, dir string) string {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, "github.com/sluicehq/sluice/"+pkg)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Run(), "go build %s", pkg)
+	return out
+}
+
+type tablestoreCommit = tablestore.Commit
+
+func tablestoreOpen(dataDir, p, table string) (*tablestore.Table, error) {
+	return tablestore.Open(dataDir, p, table, nil)
+}
