@@ -97,8 +97,12 @@ type FieldError struct {
 	Err     error
 }
 
-// Path returns "transport.config.<field>" (or format).
+// Path returns "transport.config.<field>" (or format); Field "name" is
+// the section's own name field: "format.name".
 func (e *FieldError) Path() string {
+	if e.Field == "name" { // the section's own name ("format.name"), not a config field
+		return e.Section + ".name"
+	}
 	if e.Field == "" {
 		return e.Section + ".config"
 	}

@@ -1,0 +1,189 @@
+package format_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/connectors/format"
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+var flights = arrow.NewSchema([]arrow.Field{
+	{Name: "delay", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+	{Name: "distance", Type: arrow.PrimitiveTypes.Int64, Nullable: false},
+	{Name: "time", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+}, nil)
+
+// readAll streams data through the format and returns the rows as JSON
+// objects (with _weight), the parse errors, and the final offset.
+func readAll(t *testing.T, f *pipeline.Format, schema *arrow.Schema, data []byte, batch int) ([]map[string]any, []connectors.ParseError, int64) {
+	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer alloc.AssertSize(t, 0)
+	p, err := format.NewParser(f, schema)
+	require.NoError(t, err)
+	rows := format.NewRows(alloc, schema)
+	defer rows.Release()
+	s := format.NewStream(bytes.NewReader(data), 0, p, rows, batch)
+	var out []map[string]any
+	var errs []connectors.ParseError
+	var off int64
+	for {
+		c, err := s.Next(true)
+		if err == io.EOF {
+			return out, errs, off
+		}
+		require.NoError(t, err)
+		require.LessOrEqual(t, c.Record.NumRows(), int64(batch))
+		b, err := c.Record.MarshalJSON()
+		require.NoError(t, err)
+		c.Record.Release()
+		var recs []map[string]any
+		require.NoError(t, json.Unmarshal(b, &recs))
+		out = append(out, recs...)
+		errs = append(errs, c.Errors...)
+		off = c.Offset
+	}
+}
+
+func TestJSON(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "data", "flights-200k.json"))
+	require.NoError(t, err)
+	rows, errs, off := readAll(t, &pipeline.Format{Name: "json", Config: json.RawMessage(`{"array": true}`)}, flights, data, 10_000)
+	require.Empty(t, errs)
+	require.Len(t, rows, 200_000)
+	require.Equal(t, int64(len(data)), off)
+	require.Equal(t, map[string]any{"delay": 0.0, "distance": 1452.0, "time": 0.0, "_weight": 1.0}, rows[0])
+	require.Equal(t, 171.0, rows[1]["delay"])
+}
+
+func TestJSONMalformed(t *testing.T) {
+	in := []byte(`{"delay": 1, "distance": 10}
+{"delay": "late", "distance": 20}
+{"delay": 3, "distance":
+{"delay": 4}
+not json
+{"delay": 99999999999, "distance": 5}
+{"delay": 6, "distance": 60, "extra": true}`)
+	rows, errs, _ := readAll(t, nil, flights, in, 100)
+	require.Len(t, rows, 2, "only the good records are ingested")
+	require.Equal(t, 1.0, rows[0]["delay"])
+	require.Equal(t, 6.0, rows[1]["delay"])
+	require.Len(t, errs, 5)
+	require.Equal(t, "byte 29", errs[0].Position)
+	require.Contains(t, errs[0].Message, `column delay: want an integer (int32), got "late"`)
+	require.Contains(t, errs[1].Message, "invalid JSON")
+	require.Contains(t, errs[2].Message, "column distance: NULL in a NOT NULL column")
+	require.Contains(t, errs[3].Message, "invalid JSON")
+	require.Contains(t, errs[4].Message, "out of range for int32")
+}
+
+func TestJSONInsertDelete(t *testing.T) {
+	in := []byte(`{"insert": {"delay": 1, "distance": 10}}
+{"delete": {"delay": 1, "distance": 10}}
+{"upsert": {"delay": 1, "distance": 10}}`)
+	rows, errs, _ := readAll(t, &pipeline.Format{Name: "json", Config: json.RawMessage(`{"update_format": "insert_delete"}`)}, flights, in, 100)
+	require.Len(t, rows, 2)
+	require.Equal(t, 1.0, rows[0]["_weight"])
+	require.Equal(t, -1.0, rows[1]["_weight"])
+	require.Len(t, errs, 1)
+	require.Contains(t, errs[0].Message, `unknown key "upsert"`)
+}
+
+func TestCSV(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "data", "seattle-weather.csv"))
+	require.NoError(t, err)
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "date", Type: arrow.FixedWidthTypes.Date32, Nullable: true},
+		{Name: "precipitation", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "temp_max", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "temp_min", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "wind", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "weather", Type: arrow.BinaryTypes.String, Nullable: true},
+	}, nil)
+	rows, errs, _ := readAll(t, &pipeline.Format{Name: "csv", Config: json.RawMessage(`{"headers": true}`)}, schema, data, 500)
+	require.Empty(t, errs)
+	require.Len(t, rows, 1461) // 2012-01-01 .. 2015-12-31
+	require.Equal(t, "2012-01-01", rows[0]["date"])
+	require.Equal(t, "drizzle", rows[0]["weather"])
+	require.Equal(t, 10.9, rows[1]["precipitation"])
+}
+
+func TestCSVMalformed(t *testing.T) {
+	in := []byte("1,10,0.5\nx,20,1\n3,30\n4,\"40\",2\n5,\"bad\"quote,1\n6;60;6\n")
+	rows, errs, _ := readAll(t, &pipeline.Format{Name: "csv"}, flights, in, 100)
+	require.Len(t, rows, 2)
+	require.Equal(t, 4.0, rows[1]["delay"])
+	require.Len(t, errs, 4)
+	require.Contains(t, errs[0].Message, `column delay`)
+	require.Contains(t, errs[1].Message, "want 3 fields, got 2")
+	require.Contains(t, errs[2].Message, "invalid CSV")
+	require.Equal(t, "byte 9", errs[0].Position)
+
+	_, err := format.NewParser(&pipeline.Format{Name: "csv", Config: json.RawMessage(`{"delimiter": ";;"}`)}, flights)
+	require.ErrorContains(t, err, "format.config.delimiter")
+}
+
+// TestStreamResume checks that resuming at any checkpoint offset yields
+// exactly the rest of the records.
+func TestStreamResume(t *testing.T) {
+	var in bytes.Buffer
+	for i := range 1000 {
+		in.WriteString(`{"delay": ` + string(rune('0'+i%10)) + `, "distance": 1}` + "\n")
+	}
+	p, err := format.NewParser(nil, flights)
+	require.NoError(t, err)
+	rows := format.NewRows(memory.DefaultAllocator, flights)
+	defer rows.Release()
+	s := format.NewStream(bytes.NewReader(in.Bytes()), 0, p, rows, 7)
+	c, err := s.Next(true)
+	require.NoError(t, err)
+	require.Equal(t, int64(7), c.Record.NumRows())
+	c.Record.Release()
+	rest := in.Bytes()[c.Offset:]
+	s2 := format.NewStream(bytes.NewReader(rest), c.Offset, p, rows, 1000)
+	c2, err := s2.Next(true)
+	require.NoError(t, err)
+	require.Equal(t, int64(993), c2.Record.NumRows())
+	require.Equal(t, int64(in.Len()), c2.Offset)
+	c2.Record.Release()
+}
+
+func TestParquetResume(t *testing.T) {
+	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer alloc.AssertSize(t, 0)
+	f, err := os.Open(filepath.Join("..", "..", "..", "shared", "data", "flights-3m.parquet"))
+	require.NoError(t, err)
+	defer f.Close()
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "origin", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "delay", Type: arrow.PrimitiveTypes.Int32, Nullable: true}, // int64 in the file: cast
+		{Name: "missing", Type: arrow.BinaryTypes.String, Nullable: true},
+	}, nil)
+	const start = 2_999_990 // inside the last row group
+	r, err := format.OpenParquet(t.Context(), f, schema, alloc, 4, start)
+	require.NoError(t, err)
+	defer r.Close()
+	var n int64
+	for {
+		rec, err := r.Next(t.Context())
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		require.Equal(t, int64(4), rec.NumCols())
+		require.True(t, rec.Column(2).IsNull(0))
+		n += rec.NumRows()
+		rec.Release()
+	}
+	require.Equal(t, int64(10), n)
+	require.Equal(t, int64(3_000_000), r.Row())
+}
