@@ -141,7 +141,7 @@ func (r *run) sortedRunning() []string {
 // signal has nobody to answer.
 func (r *run) receive(name string, c workflow.ReceiveChannel) {
 	var ref ConnectorRef
-	c.Receive(nil, &ref)
+	c.Receive(r.ctx, &ref)
 	if err := r.apply(name, ref); err != nil {
 		workflow.GetLogger(r.ctx).Warn("signal ignored", "signal", name, "error", err)
 	}
