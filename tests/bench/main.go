@@ -1,0 +1,290 @@
+// Command bench measures Sluice on real data, reporting ratios against a
+// plain baseline measured in the same run:
+//
+//   - backfill throughput: flights-3m.parquet into the table store through
+//     the whole system (Temporal workflow, Ingest activity, commits), as a
+//     ratio to a plain arrow-go loop that reads the same file and writes the
+//     same Parquet output with the same writer settings;
+//   - pause latency: from the connector.pause update to the connector's last
+//     committed record (p50, p95);
+//   - start_after switch latency: from the last backfill commit to the first
+//     live commit (p50, p95);
+//   - peak RSS of this process (the Temporal server, worker and data path).
+//
+//	go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/server/temporaltest"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/connectors/builtin"
+	"github.com/sluicehq/sluice/connectors/format"
+	"github.com/sluicehq/sluice/connectors/tablestore"
+	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/workflows"
+)
+
+func main() {
+	data := flag.String("data", filepath.Join("..", "shared", "data", "flights-3m.parquet"), "the flights Parquet file")
+	runs := flag.Int("runs", 10, "samples for the latency figures")
+	flag.Parse()
+	if err := run(*data, *runs); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(data string, runs int) error {
+	ctx := context.Background()
+	tmp, err := os.MkdirTemp("", "sluice-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	base, rows, err := baseline(data, filepath.Join(tmp, "baseline.parquet"))
+	if err != nil {
+		return err
+	}
+	ts := temporaltest.NewServer()
+	defer ts.Stop()
+	c := ts.GetDefaultClient()
+	dataDir := filepath.Join(tmp, "tables")
+	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir})
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Stop()
+
+	// Backfill throughput, then the switch to live on the same run.
+	p := flights(data, "flights")
+	start := time.Now()
+	if err := execute(ctx, c, p); err != nil {
+		return err
+	}
+	sluiceTime := time.Since(start)
+	switches := []time.Duration{}
+	sw, backfilled, err := switchLatency(dataDir, "flights", "flights")
+	if err != nil {
+		return err
+	}
+	if backfilled != rows {
+		return fmt.Errorf("sluice committed %d backfill rows, want %d", backfilled, rows)
+	}
+	switches = append(switches, sw)
+	for i := 1; i < runs; i++ {
+		name := fmt.Sprintf("switch%d", i)
+		q := flights(data, name)
+		q.Tables[0].Connectors[0] = pipeline.Connector{Name: "backfill", Labels: []string{"history"},
+			Transport: pipeline.Transport{Name: "datagen", Config: []byte(`{"plan": [{"limit": 100000}]}`)}}
+		if err := execute(ctx, c, q); err != nil {
+			return err
+		}
+		sw, _, err := switchLatency(dataDir, name, "flights")
+		if err != nil {
+			return err
+		}
+		switches = append(switches, sw)
+	}
+
+	pauses, err := pauseLatency(ctx, c, dataDir, runs)
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("backfill of %d rows (%s)\n", rows, filepath.Base(data))
+	fmt.Printf("  plain arrow-go read+write:   %8.2fs  %10.0f rows/s\n", base.Seconds(), float64(rows)/base.Seconds())
+	fmt.Printf("  sluice (workflow+activity):  %8.2fs  %10.0f rows/s\n", sluiceTime.Seconds(), float64(rows)/sluiceTime.Seconds())
+	fmt.Printf("  throughput ratio (sluice/plain): %.2f   (target >= 0.8)\n", base.Seconds()/sluiceTime.Seconds())
+	fmt.Printf("pause latency, update -> last commit (%d samples): p50 %s  p95 %s   (target p95 <= 2s)\n", len(pauses), pct(pauses, 50), pct(pauses, 95))
+	fmt.Printf("start_after switch, last backfill commit -> first live commit (%d samples): p50 %s  p95 %s   (target p95 <= 1s)\n", len(switches), pct(switches, 50), pct(switches, 95))
+	fmt.Printf("peak RSS (whole process: Temporal server, worker, data path): %s   (target <= 500 MB)\n", peakRSS())
+	return nil
+}
+
+// baseline reads the file with pqarrow and writes the same Parquet output
+// (columns plus the weight column, same writer properties), like a commit.
+func baseline(src, dst string) (time.Duration, int64, error) {
+	start := time.Now()
+	f, err := file.OpenParquetFile(src, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	fr, err := pqarrow.NewFileReader(f, pqarrow.ArrowReadProperties{BatchSize: pipeline.DefaultMaxBatchSize}, memory.DefaultAllocator)
+	if err != nil {
+		return 0, 0, err
+	}
+	rr, err := fr.GetRecordReader(context.Background(), nil, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rr.Release()
+	out, err := os.Create(dst)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer out.Close()
+	schema := pipeline.WithWeight(rr.Schema())
+	w, err := pqarrow.NewFileWriter(schema, out, tablestore.WriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	if err != nil {
+		return 0, 0, err
+	}
+	var rows int64
+	for rr.Next() {
+		rec := rr.RecordBatch()
+		cols := append(append([]arrow.Array{}, rec.Columns()...), format.Ones(memory.DefaultAllocator, int(rec.NumRows())))
+		withWeight := array.NewRecordBatch(schema, cols, rec.NumRows())
+		if err := w.WriteBuffered(withWeight); err != nil {
+			return 0, 0, err
+		}
+		cols[len(cols)-1].Release()
+		withWeight.Release()
+		rows += rec.NumRows()
+	}
+	if err := w.Close(); err != nil {
+		return 0, 0, err
+	}
+	if err := out.Sync(); err != nil {
+		return 0, 0, err
+	}
+	return time.Since(start), rows, nil
+}
+
+// flights is examples/flights.yaml reading data, named name, with a short
+// live phase, completing at end of input.
+func flights(data, name string) *pipeline.Pipeline {
+	p, _, err := pipeline.LoadFile(filepath.Join("examples", "flights.yaml"))
+	if err != nil {
+		panic(err)
+	}
+	p.Name = name
+	p.StopAtEndOfInput = true
+	p.Tables[0].Connectors[0].Transport.Config = []byte(fmt.Sprintf(`{"path": %q}`, data))
+	p.Tables[0].Connectors[1].Transport.Config = []byte(`{"plan": [{"limit": 1000, "rate": 10000}]}`)
+	if err := pipeline.Validate(p, builtin.Registry()); err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func execute(ctx context.Context, c client.Client, p *pipeline.Pipeline) error {
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: pipeline.WorkflowID(p.Name), TaskQueue: sluice.DefaultTaskQueue},
+		workflows.WorkflowName, workflows.Input{Pipeline: *p})
+	if err != nil {
+		return err
+	}
+	return run.Get(ctx, nil)
+}
+
+// switchLatency returns the time from the last backfill commit to the first
+// live commit, and the backfill's rows.
+func switchLatency(dataDir, p, table string) (time.Duration, int64, error) {
+	t, err := tablestore.Open(dataDir, p, table, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	commits, err := t.Commits()
+	if err != nil {
+		return 0, 0, err
+	}
+	var lastBackfill, firstLive time.Time
+	var rows int64
+	for _, c := range commits {
+		switch c.Connector {
+		case "backfill":
+			rows += c.Rows
+			if c.Time.After(lastBackfill) {
+				lastBackfill = c.Time
+			}
+		case "live":
+			if c.Rows > 0 && (firstLive.IsZero() || c.Time.Before(firstLive)) {
+				firstLive = c.Time
+			}
+		}
+	}
+	return firstLive.Sub(lastBackfill), rows, nil
+}
+
+// pauseLatency runs a fast unbounded generator and pauses it runs times,
+// measuring from the pause update to the last record committed.
+func pauseLatency(ctx context.Context, c client.Client, dataDir string, runs int) ([]time.Duration, error) {
+	p := &pipeline.Pipeline{Name: "pause", Tables: []pipeline.Table{{
+		Name:    "t",
+		Columns: []pipeline.Column{{Name: "a", Type: "BIGINT"}},
+		Connectors: []pipeline.Connector{{Name: "gen", Transport: pipeline.Transport{Name: "datagen",
+			Config: []byte(`{"plan": [{"rate": 200000}]}`)}}},
+	}}}
+	if _, err := sluice.Start(ctx, c, p, sluice.StartOptions{}); err != nil {
+		return nil, err
+	}
+	t, err := tablestore.Open(dataDir, "pause", "t", nil)
+	if err != nil {
+		return nil, err
+	}
+	ref := &workflows.ConnectorRef{Table: "t", Connector: "gen"}
+	var out []time.Duration
+	for range runs {
+		time.Sleep(1500 * time.Millisecond)
+		sent := time.Now()
+		if err := sluice.Command(ctx, c, "pause", workflows.ConnectorPause, ref); err != nil {
+			return nil, err
+		}
+		// Wait for the activity to return: it has committed what it read.
+		for {
+			d, err := c.DescribeWorkflowExecution(ctx, "pipeline-pause", "")
+			if err != nil {
+				return nil, err
+			}
+			if len(d.PendingActivities) == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		last, err := t.Last("gen")
+		if err != nil || last == nil {
+			return nil, fmt.Errorf("no commit: %v", err)
+		}
+		out = append(out, max(0, last.Time.Sub(sent)))
+		if err := sluice.Command(ctx, c, "pause", workflows.ConnectorStart, ref); err != nil {
+			return nil, err
+		}
+	}
+	return out, sluice.Command(ctx, c, "pause", workflows.PipelineStop, nil)
+}
+
+func pct(ds []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	return s[max(0, min(len(s)-1, i-1))].Round(time.Millisecond)
+}
+
+func peakRSS() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}
