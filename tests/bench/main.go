@@ -5,13 +5,16 @@
 //     the whole system (Temporal workflow, Ingest activity, commits), as a
 //     ratio to a plain arrow-go loop that reads the same file and writes the
 //     same Parquet output with the same writer settings;
+//
 //   - pause latency: from the connector.pause update to the connector's last
 //     committed record (p50, p95);
+//
 //   - start_after switch latency: from the last backfill commit to the first
 //     live commit (p50, p95);
+//
 //   - peak RSS of this process (the Temporal server, worker and data path).
 //
-//	go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10]
+//     go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10]
 package main
 
 import (
@@ -142,7 +145,7 @@ func baseline(src, dst string) (time.Duration, int64, error) {
 	}
 	defer out.Close()
 	schema := pipeline.WithWeight(rr.Schema())
-	w, err := pqarrow.NewFileWriter(schema, out, tablestore.WriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	w, err := pqarrow.NewFileWriter(schema, keepOpen{out}, tablestore.WriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -288,3 +291,9 @@ func peakRSS() string {
 	}
 	return "unknown"
 }
+
+// keepOpen lets the file be synced after the Parquet writer closes, as the
+// table store does.
+type keepOpen struct{ *os.File }
+
+func (keepOpen) Close() error { return nil }
