@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,9 +95,11 @@ func TestNumbersExample(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, out, "no such pipeline")
 
-	// Resume c2: it continues from its checkpoint, every value exactly once.
-	out, err = cli("connector", "numbers", "numbers", "c2", "start")
-	require.NoError(t, err, out)
+	// Resume c2 with a plain signal, JSON input, as `temporal workflow signal
+	// --name connector.start --input '{"table":"numbers","connector":"c2"}'`
+	// sends it: it continues from its checkpoint, every value exactly once.
+	require.NoError(t, c.SignalWorkflow(context.Background(), wf, "", workflows.ConnectorStart,
+		json.RawMessage(`{"table":"numbers","connector":"c2"}`)))
 	eventually(t, 30*time.Second, "c2 finishes", func() bool { return connector(stats(t, c, "numbers"), "numbers.c2").Finished })
 	c2 := values(t, dataDir, "numbers", "numbers")["c2"]
 	sort.Slice(c2, func(i, j int) bool { return c2[i] < c2[j] })
