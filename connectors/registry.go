@@ -59,11 +59,7 @@ func (r *Registry) CheckConnector(c *pipeline.Connector, schema *arrow.Schema) e
 	if !ok {
 		return fmt.Errorf("transport.name: unknown transport %q (known: %v)", c.Transport.Name, r.Names())
 	}
-	cfg := c.Transport.Config
-	if len(cfg) == 0 {
-		cfg = json.RawMessage("{}")
-	}
-	_, err := f(Params{Endpoint: c.Name, Config: MaskEnv(cfg), Format: c.Format, Schema: schema, BatchSize: c.BatchLimit()})
+	_, err := f(checkParams(c, schema))
 	if err == nil {
 		return nil
 	}
@@ -150,14 +146,20 @@ func (r *Registry) Bounded(c *pipeline.Connector, schema *arrow.Schema) bool {
 	if !ok {
 		return false
 	}
-	cfg := c.Transport.Config
-	if len(cfg) == 0 {
-		cfg = json.RawMessage("{}")
-	}
-	src, err := f(Params{Endpoint: c.Name, Config: MaskEnv(cfg), Format: c.Format, Schema: schema, BatchSize: c.BatchLimit()})
+	src, err := f(checkParams(c, schema))
 	if err != nil {
 		return false
 	}
 	b, ok := src.(interface{ Bounded() bool })
 	return ok && b.Bounded()
+}
+
+// checkParams are the Params of a connector built only to inspect it: its
+// ${env:NAME} references masked, nothing opened.
+func checkParams(c *pipeline.Connector, schema *arrow.Schema) Params {
+	cfg := c.Transport.Config
+	if len(cfg) == 0 {
+		cfg = json.RawMessage("{}")
+	}
+	return Params{Endpoint: c.Name, Config: MaskEnv(cfg), Format: c.Format, Schema: schema, BatchSize: c.BatchLimit()}
 }

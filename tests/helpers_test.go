@@ -154,9 +154,3 @@ func buildBinary(t *testing.T, pkg, dir string) string {
 	require.NoError(t, cmd.Run(), "go build %s", pkg)
 	return out
 }
-
-type tablestoreCommit = tablestore.Commit
-
-func tablestoreOpen(dataDir, p, table string) (*tablestore.Table, error) {
-	return tablestore.Open(dataDir, p, table, nil)
-}
