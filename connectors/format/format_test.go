@@ -187,3 +187,40 @@ func TestParquetResume(t *testing.T) {
 	require.Equal(t, int64(10), n)
 	require.Equal(t, int64(3_000_000), r.Row())
 }
+
+func TestJSONDebezium(t *testing.T) {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
+	}, nil)
+	// Events as Debezium's PostgreSQL connector writes them: a snapshot read,
+	// a create with the schema wrapper, an update, a delete and its
+	// tombstone, then four malformed events.
+	data := `{"op":"r","before":null,"after":{"id":1,"name":"ann"},"source":{"lsn":1},"ts_ms":1}
+{"schema":{"type":"struct","name":"dbserver1.public.customers.Envelope"},"payload":{"op":"c","before":null,"after":{"id":2,"name":"bob"},"ts_ms":2}}
+{"op":"u","before":{"id":1,"name":"ann"},"after":{"id":1,"name":"anne"}}
+{"op":"d","before":{"id":2,"name":"bob"},"after":null}
+null
+{"op":"c","before":null}
+{"op":"u","before":null,"after":{"id":1,"name":"x"}}
+{"op":"u","before":{"id":1,"name":"anne"},"after":{"id":"one"}}
+{"op":"t"}
+`
+	rows, errs, _ := readAll(t, &pipeline.Format{Name: "json", Config: json.RawMessage(`{"update_format": "debezium"}`)}, schema, []byte(data), 100)
+	got := make([][3]any, len(rows))
+	for i, r := range rows {
+		got[i] = [3]any{r["id"], r["name"], r["_weight"]}
+	}
+	require.Equal(t, [][3]any{
+		{1.0, "ann", 1.0},
+		{2.0, "bob", 1.0},
+		{1.0, "ann", -1.0},
+		{1.0, "anne", 1.0},
+		{2.0, "bob", -1.0},
+	}, got)
+	require.Len(t, errs, 4)
+	require.Contains(t, errs[0].Message, `op "c" without "after"`)
+	require.Contains(t, errs[1].Message, `op "u" without "before"`)
+	require.Contains(t, errs[2].Message, `after: column id`) // a wrong type: neither half of the update is applied
+	require.Contains(t, errs[3].Message, `unsupported op "t"`)
+}

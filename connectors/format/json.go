@@ -11,8 +11,14 @@ import (
 // JSONConfig is Feldera's JSON format config
 // (https://docs.feldera.com/formats/json).
 type JSONConfig struct {
-	// UpdateFormat is "raw" (each record is a row to insert, the default)
-	// or "insert_delete" ({"insert": {...}} or {"delete": {...}}).
+	// UpdateFormat is "raw" (each record is a row to insert, the default),
+	// "insert_delete" ({"insert": {...}} or {"delete": {...}}) or
+	// "debezium": Debezium's change event envelope
+	// (https://debezium.io/documentation/reference/stable/connectors/postgresql.html#postgresql-events),
+	// {"op": "c"|"r"|"u"|"d", "before": {...}, "after": {...}}, bare or
+	// inside {"schema": ..., "payload": {...}}. c and r insert after, u
+	// deletes before and inserts after, d deletes before. A null record
+	// (the tombstone Debezium sends after a delete) is skipped.
 	UpdateFormat string `json:"update_format,omitempty"`
 	// Array says records are elements of a JSON array rather than one per
 	// line (newline-delimited JSON).
@@ -30,11 +36,11 @@ func newJSON(raw json.RawMessage) (*jsonParser, error) {
 		return nil, err
 	}
 	switch cfg.UpdateFormat {
-	case "", "raw", "insert_delete":
-	case "debezium", "snowflake", "redis":
+	case "", "raw", "insert_delete", "debezium":
+	case "snowflake", "redis":
 		return nil, connectors.FormatError("update_format", "%q is not supported yet", cfg.UpdateFormat)
 	default:
-		return nil, connectors.FormatError("update_format", "unknown %q: want raw or insert_delete", cfg.UpdateFormat)
+		return nil, connectors.FormatError("update_format", "unknown %q: want raw, insert_delete or debezium", cfg.UpdateFormat)
 	}
 	return &jsonParser{cfg}, nil
 }
@@ -136,13 +142,23 @@ func (p *jsonParser) parseRecord(rec []byte, rows *Rows) error {
 	if dec.More() {
 		return fmt.Errorf("invalid JSON: more than one value in the record")
 	}
+	if v == nil && p.cfg.UpdateFormat == "debezium" {
+		return nil // a tombstone: the delete came in the event before it
+	}
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return fmt.Errorf("want a JSON object, got %s", describe(v))
 	}
-	if p.cfg.UpdateFormat != "insert_delete" {
-		return rows.AppendJSON(obj, 1)
+	switch p.cfg.UpdateFormat {
+	case "insert_delete":
+		return insertDelete(obj, rows)
+	case "debezium":
+		return debezium(obj, rows)
 	}
+	return rows.AppendJSON(obj, 1)
+}
+
+func insertDelete(obj map[string]any, rows *Rows) error {
 	if len(obj) != 1 {
 		return fmt.Errorf(`insert_delete: want {"insert": {...}} or {"delete": {...}}`)
 	}
@@ -160,4 +176,55 @@ func (p *jsonParser) parseRecord(rec []byte, rows *Rows) error {
 		return fmt.Errorf(`insert_delete: unknown key %q: want "insert" or "delete"`, k)
 	}
 	return nil
+}
+
+// debezium applies one Debezium change event.
+func debezium(obj map[string]any, rows *Rows) error {
+	if payload, ok := obj["payload"]; ok {
+		if _, hasOp := obj["op"]; !hasOp {
+			inner, ok := payload.(map[string]any)
+			if !ok {
+				return fmt.Errorf("debezium: payload wants an object, got %s", describe(payload))
+			}
+			obj = inner
+		}
+	}
+	op, _ := obj["op"].(string)
+	row := func(key string) (map[string]any, error) {
+		v, present := obj[key]
+		if m, ok := v.(map[string]any); ok {
+			return m, nil
+		}
+		if !present || v == nil {
+			return nil, fmt.Errorf("debezium: op %q without %q", op, key)
+		}
+		return nil, fmt.Errorf("debezium: %q wants an object, got %s", key, describe(v))
+	}
+	switch op {
+	case "c", "r":
+		after, err := row("after")
+		if err != nil {
+			return err
+		}
+		return rows.AppendJSON(after, 1)
+	case "d":
+		before, err := row("before")
+		if err != nil {
+			return err
+		}
+		return rows.AppendJSON(before, -1)
+	case "u":
+		before, err := row("before")
+		if err != nil {
+			return fmt.Errorf("%w (for updates the source table needs REPLICA IDENTITY FULL or equivalent)", err)
+		}
+		after, err := row("after")
+		if err != nil {
+			return err
+		}
+		return rows.AppendJSONUpdate(before, after)
+	case "":
+		return fmt.Errorf(`debezium: no "op" field: want a change event {"op": "c"|"r"|"u"|"d", "before": ..., "after": ...}`)
+	}
+	return fmt.Errorf("debezium: unsupported op %q (want c, r, u or d)", op)
 }

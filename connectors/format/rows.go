@@ -60,6 +60,35 @@ func (r *Rows) Release() { r.b.Release() }
 // json.Number). Fields are matched to columns by name, exactly or in lower
 // case; unknown fields are ignored; a missing field is NULL.
 func (r *Rows) AppendJSON(obj map[string]any, weight int64) error {
+	if err := r.stageJSON(obj); err != nil {
+		return err
+	}
+	return r.commit(weight)
+}
+
+// AppendJSONUpdate appends an update as two records, before with weight -1
+// and after with weight +1, or neither if either fails to convert.
+func (r *Rows) AppendJSONUpdate(before, after map[string]any) error {
+	if err := r.stageJSON(before); err != nil {
+		return fmt.Errorf("before: %w", err)
+	}
+	if err := r.checkNulls(); err != nil {
+		return fmt.Errorf("before: %w", err)
+	}
+	old := append([]any(nil), r.staging...)
+	if err := r.stageJSON(after); err != nil {
+		return fmt.Errorf("after: %w", err)
+	}
+	if err := r.checkNulls(); err != nil {
+		return fmt.Errorf("after: %w", err)
+	}
+	next := append([]any(nil), r.staging...)
+	_ = r.AppendValues(old, -1)
+	return r.AppendValues(next, 1)
+}
+
+// stageJSON converts obj's fields into r.staging.
+func (r *Rows) stageJSON(obj map[string]any) error {
 	for i := range r.staging {
 		r.staging[i] = nil
 	}
@@ -76,7 +105,7 @@ func (r *Rows) AppendJSON(obj map[string]any, weight int64) error {
 		}
 		r.staging[i] = cv
 	}
-	return r.commit(weight)
+	return nil
 }
 
 // AppendStrings appends a record from text fields in column order (CSV).
@@ -108,11 +137,18 @@ func (r *Rows) AppendValues(values []any, weight int64) error {
 	return r.commit(weight)
 }
 
-func (r *Rows) commit(weight int64) error {
+func (r *Rows) checkNulls() error {
 	for i, v := range r.staging {
 		if v == nil && !r.schema.Field(i).Nullable {
 			return fmt.Errorf("column %s: NULL in a NOT NULL column", r.schema.Field(i).Name)
 		}
+	}
+	return nil
+}
+
+func (r *Rows) commit(weight int64) error {
+	if err := r.checkNulls(); err != nil {
+		return err
 	}
 	for i, v := range r.staging {
 		appendValue(r.b.Field(i), v)
