@@ -94,3 +94,13 @@ func (p Params) Alloc() memory.Allocator {
 // ready to Open. Config errors name the field relative to the transport
 // config ("rate: must be positive") and are joined with errors.Join.
 type Factory func(p Params) (Source, error)
+
+// Resolver is implemented by sources whose start depends on when they
+// first start: kafka_input's "latest" or a timestamp. Resolve returns the
+// concrete checkpoint to start from. The Pipeline workflow calls it once,
+// at a connector's first activation, and keeps the result in its state,
+// so restarts never re-resolve (and silently skip or re-read) the start.
+// Errors are as Open's.
+type Resolver interface {
+	Resolve(ctx context.Context) (Checkpoint, error)
+}

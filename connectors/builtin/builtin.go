@@ -6,16 +6,19 @@ import (
 	"github.com/sluicehq/sluice/connectors"
 	"github.com/sluicehq/sluice/connectors/datagen"
 	"github.com/sluicehq/sluice/connectors/file"
+	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/connectors/url"
 )
 
-// Registry returns a new registry with datagen, file_input and url_input.
+// Registry returns a new registry with datagen, file_input, url_input and
+// kafka_input.
 func Registry() *connectors.Registry {
 	r := connectors.NewRegistry()
 	for name, f := range map[string]connectors.Factory{
-		"datagen":    datagen.New,
-		"file_input": file.New,
-		"url_input":  url.New,
+		"datagen":     datagen.New,
+		"file_input":  file.New,
+		"url_input":   url.New,
+		"kafka_input": kafka.New,
 	} {
 		if err := r.Register(name, f); err != nil {
 			panic(err) // the map above has unique keys
