@@ -76,23 +76,9 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 	if err != nil {
 		return Progress{}, err
 	}
-	cfg := in.Connector.Transport.Config
-	if len(cfg) == 0 {
-		cfg = json.RawMessage("{}")
-	}
-	if cfg, err = connectors.ResolveEnv(cfg); err != nil {
-		return progress, fatal(fmt.Errorf("%s: %w", endpoint, err))
-	}
-	src, err := a.Registry.New(in.Connector.Transport.Name, connectors.Params{
-		Endpoint:  endpoint,
-		Config:    cfg,
-		Format:    in.Connector.Format,
-		Schema:    schema,
-		BatchSize: in.Connector.BatchLimit(),
-		Allocator: alloc,
-	})
+	src, err := a.source(in, schema, alloc)
 	if err != nil {
-		return progress, fatal(fmt.Errorf("%s: %w", endpoint, err))
+		return progress, err
 	}
 	defer src.Close()
 	if err := src.Open(ctx, progress.Checkpoint); err != nil {
@@ -114,6 +100,62 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 	defer stopReading()
 	go w.read(readCtx, src, queue, space)
 	return w.run(queue, space)
+}
+
+// source builds the connector's source, its ${env:NAME} references
+// resolved.
+func (a *Activities) source(in IngestInput, schema *arrow.Schema, alloc memory.Allocator) (connectors.Source, error) {
+	endpoint := pipeline.Endpoint(in.Table.Name, in.Connector.Name)
+	cfg := in.Connector.Transport.Config
+	if len(cfg) == 0 {
+		cfg = json.RawMessage("{}")
+	}
+	cfg, err := connectors.ResolveEnv(cfg)
+	if err != nil {
+		return nil, fatal(fmt.Errorf("%s: %w", endpoint, err))
+	}
+	src, err := a.Registry.New(in.Connector.Transport.Name, connectors.Params{
+		Endpoint:  endpoint,
+		Config:    cfg,
+		Format:    in.Connector.Format,
+		Schema:    schema,
+		BatchSize: in.Connector.BatchLimit(),
+		Allocator: alloc,
+	})
+	if err != nil {
+		return nil, fatal(fmt.Errorf("%s: %w", endpoint, err))
+	}
+	return src, nil
+}
+
+// Resolve returns the concrete checkpoint a connector starts from when it
+// has none, for sources that implement connectors.Resolver (kafka_input's
+// "latest"), or nil for the others. The Pipeline workflow runs it once,
+// at a connector's first activation, and keeps the result. Errors are
+// Ingest's.
+func (a *Activities) Resolve(ctx context.Context, in IngestInput) (json.RawMessage, error) {
+	endpoint := pipeline.Endpoint(in.Table.Name, in.Connector.Name)
+	schema, err := in.Table.Schema()
+	if err != nil {
+		return nil, fatal(err)
+	}
+	src, err := a.source(in, schema, a.Allocator)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	r, ok := src.(connectors.Resolver)
+	if !ok {
+		return nil, nil
+	}
+	cp, err := r.Resolve(ctx)
+	if errors.Is(err, connectors.ErrFatal) {
+		return nil, fatal(fmt.Errorf("%s: %w", endpoint, err))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: resolve start: %w", endpoint, err)
+	}
+	return cp, nil
 }
 
 // resume picks the newest progress of the input, the heartbeat and the store.

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -316,7 +317,38 @@ func (r *run) startActivity(ctx workflow.Context, ep string) {
 	table.Connectors = nil // the activity needs the columns; its connector comes apart
 	in := activities.IngestInput{Pipeline: r.in.Pipeline.Name, Table: table, Connector: *r.conns[ep], Progress: c.Progress}
 	var a *activities.Activities
-	r.running[ep] = &running{future: workflow.ExecuteActivity(actx, a.Ingest, in), cancel: cancel}
+	resolve := !c.Resolved && c.Progress.Commit == 0 && len(c.Progress.Checkpoint) == 0 &&
+		workflow.GetVersion(ctx, "resolve-start", workflow.DefaultVersion, 1) >= 1
+	if !resolve {
+		r.running[ep] = &running{future: workflow.ExecuteActivity(actx, a.Ingest, in), cancel: cancel}
+		return
+	}
+	// First activation: resolve the start ("latest", a timestamp) to a
+	// checkpoint and keep it in the state before ingesting from it.
+	future, settable := workflow.NewFuture(ctx)
+	r.running[ep] = &running{future: future, cancel: cancel}
+	lctx := workflow.WithLocalActivityOptions(actx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{activities.ErrTypeConfig},
+		},
+	})
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		var cp json.RawMessage
+		if err := workflow.ExecuteLocalActivity(lctx, a.Resolve, in).Get(gctx, &cp); err != nil {
+			settable.Set(nil, err)
+			return
+		}
+		c.Resolved = true
+		if len(cp) > 0 && c.Progress.Commit == 0 {
+			c.Progress.Checkpoint = cp
+			in.Progress.Checkpoint = cp
+			workflow.GetLogger(gctx).Info("start resolved", "connector", ep, "checkpoint", string(cp))
+		}
+		settable.Chain(workflow.ExecuteActivity(actx, a.Ingest, in))
+	})
 }
 
 // done handles an Ingest activity's end.

@@ -84,6 +84,11 @@ type ConnectorState struct {
 	FatalError string `json:"fatal_error,omitempty"`
 	// Progress is the newest progress reported by its activity.
 	Progress activities.Progress `json:"progress"`
+	// Resolved is set once the connector's start has been resolved to a
+	// concrete checkpoint (kafka_input's "latest", see
+	// connectors.Resolver); Progress.Checkpoint then holds it until the
+	// first commit.
+	Resolved bool `json:"resolved,omitempty"`
 	// Activations counts the Ingest activities started for it.
 	Activations int `json:"activations,omitempty"`
 }

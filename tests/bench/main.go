@@ -12,9 +12,15 @@
 //   - start_after switch latency: from the last backfill commit to the first
 //     live commit (p50, p95);
 //
+//   - Kafka ingestion: newline JSON flights of ~100 bytes from an in-process
+//     Kafka (kfake) into the table store, as a ratio to a plain franz-go
+//     consume loop with arrow-go's JSON reader and the same Parquet writes,
+//     and the Temporal actions spent (history events plus heartbeats) per
+//     second and per million records, at two input sizes;
+//
 //   - peak RSS of this process (the Temporal server, worker and data path).
 //
-//     go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10]
+//     go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10] [-kafka 1000000]
 package main
 
 import (
@@ -46,14 +52,15 @@ import (
 func main() {
 	data := flag.String("data", filepath.Join("..", "shared", "data", "flights-3m.parquet"), "the flights Parquet file")
 	runs := flag.Int("runs", 10, "samples for the latency figures")
+	kafkaRecords := flag.Int("kafka", 1_000_000, "records for the Kafka figures (also run with a quarter of them); 0 skips them")
 	flag.Parse()
-	if err := run(*data, *runs); err != nil {
+	if err := run(*data, *runs, *kafkaRecords); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(data string, runs int) error {
+func run(data string, runs, kafkaRecords int) error {
 	ctx := context.Background()
 	tmp, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
@@ -110,6 +117,16 @@ func run(data string, runs int) error {
 	if err != nil {
 		return err
 	}
+	var kafka []kafkaResult
+	if kafkaRecords > 0 {
+		for _, n := range []int{kafkaRecords / 4, kafkaRecords} {
+			r, err := benchKafka(ctx, ts.GetFrontendHostPort(), ts.GetDefaultNamespace(), data, tmp, n)
+			if err != nil {
+				return fmt.Errorf("kafka: %w", err)
+			}
+			kafka = append(kafka, r)
+		}
+	}
 
 	fmt.Printf("backfill of %d rows (%s)\n", rows, filepath.Base(data))
 	fmt.Printf("  plain arrow-go read+write:   %8.2fs  %10.0f rows/s\n", base.Seconds(), float64(rows)/base.Seconds())
@@ -117,6 +134,9 @@ func run(data string, runs int) error {
 	fmt.Printf("  throughput ratio (sluice/plain): %.2f   (target >= 0.8)\n", base.Seconds()/sluiceTime.Seconds())
 	fmt.Printf("pause latency, update -> last commit (%d samples): p50 %s  p95 %s   (target p95 <= 2s)\n", len(pauses), pct(pauses, 50), pct(pauses, 95))
 	fmt.Printf("start_after switch, last backfill commit -> first live commit (%d samples): p50 %s  p95 %s   (target p95 <= 1s)\n", len(switches), pct(switches, 50), pct(switches, 95))
+	for _, r := range kafka {
+		r.print()
+	}
 	fmt.Printf("peak RSS (whole process: Temporal server, worker, data path): %s   (target <= 500 MB)\n", peakRSS())
 	return nil
 }
