@@ -27,11 +27,11 @@ type Parser interface {
 // connectors.FieldErrors of section "format".
 func NewParser(f *pipeline.Format, schema *arrow.Schema) (Parser, error) {
 	if f == nil {
-		return newJSON(nil)
+		return newJSON(nil, schema)
 	}
 	switch f.Name {
 	case "json":
-		return newJSON(f.Config)
+		return newJSON(f.Config, schema)
 	case "csv":
 		return newCSV(f.Config, schema)
 	case "parquet":

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/stretchr/testify/require"
 
@@ -223,4 +224,64 @@ null
 	require.Contains(t, errs[1].Message, `op "u" without "before"`)
 	require.Contains(t, errs[2].Message, `after: column id`) // a wrong type: neither half of the update is applied
 	require.Contains(t, errs[3].Message, `unsupported op "t"`)
+}
+
+// BenchmarkJSON parses the 200,000 flights of flights-200k.json as
+// newline JSON, against arrow-go's own JSON reader on the same bytes.
+func BenchmarkJSON(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "data", "flights-200k.json"))
+	require.NoError(b, err)
+	var recs []json.RawMessage
+	require.NoError(b, json.Unmarshal(data, &recs))
+	var nd bytes.Buffer
+	for _, r := range recs {
+		nd.Write(r)
+		nd.WriteByte('\n')
+	}
+	b.Run("sluice", func(b *testing.B) {
+		p, err := format.NewParser(nil, flights)
+		require.NoError(b, err)
+		rows := format.NewRows(memory.DefaultAllocator, flights)
+		defer rows.Release()
+		b.SetBytes(int64(nd.Len()))
+		for b.Loop() {
+			require.Empty(b, p.Parse(nd.Bytes(), 0, rows))
+			rows.NewRecordBatch().Release()
+		}
+	})
+	b.Run("arrow-go", func(b *testing.B) {
+		b.SetBytes(int64(nd.Len()))
+		for b.Loop() {
+			jr := array.NewJSONReader(bytes.NewReader(nd.Bytes()), flights, array.WithChunk(-1))
+			require.True(b, jr.Next())
+			jr.Release()
+		}
+	})
+}
+
+// The fast raw decoder converts as the general path does: names in any
+// case, escaped strings, missing fields as NULL, wrong shapes as errors.
+func TestJSONRawValues(t *testing.T) {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "ok", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
+	}, nil)
+	in := `{"ID": 1, "Name": "tab\there \"quoted\" \u00e9", "ok": true}
+{"id": 2}
+{"id": 3, "name": {"first": "x"}}
+{"id": 4, "ok": "yes"}
+[1, 2]
+{"id": 5} {"id": 6}
+`
+	rows, errs, _ := readAll(t, nil, schema, []byte(in), 100)
+	require.Equal(t, []map[string]any{
+		{"id": 1.0, "name": "tab\there \"quoted\" é", "ok": true, "_weight": 1.0},
+		{"id": 2.0, "name": nil, "ok": nil, "_weight": 1.0},
+	}, rows)
+	require.Len(t, errs, 4)
+	require.Contains(t, errs[0].Message, "column name: want a string, got an object")
+	require.Contains(t, errs[1].Message, "column ok: want")
+	require.Contains(t, errs[2].Message, "want a JSON object")
+	require.Contains(t, errs[3].Message, "more than one value")
 }

@@ -4,6 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"strings"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/sluicehq/sluice/connectors"
 )
@@ -28,9 +35,12 @@ type JSONConfig struct {
 	JSONFlavor string `json:"json_flavor,omitempty"`
 }
 
-type jsonParser struct{ cfg JSONConfig }
+type jsonParser struct {
+	cfg  JSONConfig
+	fast *fastRecord // raw records: a decoder compiled for the schema, or nil
+}
 
-func newJSON(raw json.RawMessage) (*jsonParser, error) {
+func newJSON(raw json.RawMessage, schema *arrow.Schema) (*jsonParser, error) {
 	var cfg JSONConfig
 	if err := connectors.DecodeConfig("format", raw, &cfg); err != nil {
 		return nil, err
@@ -42,7 +52,11 @@ func newJSON(raw json.RawMessage) (*jsonParser, error) {
 	default:
 		return nil, connectors.FormatError("update_format", "unknown %q: want raw, insert_delete or debezium", cfg.UpdateFormat)
 	}
-	return &jsonParser{cfg}, nil
+	p := &jsonParser{cfg: cfg}
+	if cfg.UpdateFormat == "" || cfg.UpdateFormat == "raw" {
+		p.fast = newFastRecord(schema)
+	}
+	return p, nil
 }
 
 func (p *jsonParser) Split(data []byte, atEOF bool) int {
@@ -133,7 +147,14 @@ func (p *jsonParser) Parse(block []byte, base int64, rows *Rows) []connectors.Pa
 }
 
 func (p *jsonParser) parseRecord(rec []byte, rows *Rows) error {
-	dec := json.NewDecoder(bytes.NewReader(rec))
+	if p.fast != nil && rec[0] == '{' {
+		if values, ok := p.fast.decode(rec); ok {
+			return rows.AppendRawJSON(values, 1)
+		}
+		// Not valid JSON for the fast decoder: the general path below
+		// says what is wrong, in the same words as always.
+	}
+	dec := gojson.NewDecoder(bytes.NewReader(rec))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
@@ -227,4 +248,48 @@ func debezium(obj map[string]any, rows *Rows) error {
 		return fmt.Errorf(`debezium: no "op" field: want a change event {"op": "c"|"r"|"u"|"d", "before": ..., "after": ...}`)
 	}
 	return fmt.Errorf("debezium: unsupported op %q (want c, r, u or d)", op)
+}
+
+// fastRecord decodes a raw JSON record straight into one json.RawMessage
+// per column, with goccy/go-json and a struct type built for the schema
+// (its fields tagged with the column names, matched case-insensitively
+// as encoding/json does), instead of a map[string]any per record. The
+// values are then converted exactly as the general path converts them.
+type fastRecord struct {
+	typ reflect.Type
+	n   int
+	v   reflect.Value // a reused *struct
+}
+
+// newFastRecord returns nil when a column name cannot be a JSON tag.
+func newFastRecord(schema *arrow.Schema) *fastRecord {
+	if schema == nil || schema.NumFields() == 0 {
+		return nil
+	}
+	fields := make([]reflect.StructField, schema.NumFields())
+	for i, f := range schema.Fields() {
+		if f.Name == "" || f.Name == "-" || strings.ContainsAny(f.Name, "\",\\`") {
+			return nil
+		}
+		fields[i] = reflect.StructField{
+			Name: fmt.Sprintf("F%d", i),
+			Type: reflect.TypeFor[json.RawMessage](),
+			Tag:  reflect.StructTag(fmt.Sprintf(`json:%q`, f.Name)),
+		}
+	}
+	typ := reflect.StructOf(fields)
+	return &fastRecord{typ: typ, n: len(fields), v: reflect.New(typ)}
+}
+
+// decode returns the record's raw value of each column (nil where it is
+// missing), valid until the next call, or false if rec is not a valid
+// JSON object.
+func (f *fastRecord) decode(rec []byte) ([]json.RawMessage, bool) {
+	// A struct of n json.RawMessage fields is laid out as [n]json.RawMessage.
+	values := unsafe.Slice((*json.RawMessage)(f.v.UnsafePointer()), f.n)
+	clear(values)
+	if err := gojson.UnmarshalNoEscape(rec, f.v.Interface()); err != nil {
+		return nil, false
+	}
+	return values, true
 }

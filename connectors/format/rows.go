@@ -1,6 +1,7 @@
 package format
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -64,6 +65,47 @@ func (r *Rows) AppendJSON(obj map[string]any, weight int64) error {
 		return err
 	}
 	return r.commit(weight)
+}
+
+// AppendRawJSON appends a record from one raw JSON value per column (nil
+// for a missing field), converted as AppendJSON converts decoded values.
+func (r *Rows) AppendRawJSON(values []json.RawMessage, weight int64) error {
+	for i, raw := range values {
+		v, err := decodeRaw(raw)
+		if err == nil {
+			v, err = fromJSON(r.schema.Field(i).Type, v)
+		}
+		if err != nil {
+			return fmt.Errorf("column %s: %w", r.schema.Field(i).Name, err)
+		}
+		r.staging[i] = v
+	}
+	return r.commit(weight)
+}
+
+// decodeRaw decodes one JSON value as json.Decoder with UseNumber does,
+// quickly for numbers, plain strings and literals.
+func decodeRaw(raw json.RawMessage) (any, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	switch c := raw[0]; {
+	case c == 'n':
+		return nil, nil
+	case c == 't':
+		return true, nil
+	case c == 'f':
+		return false, nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		return json.Number(raw), nil
+	case c == '"' && bytes.IndexByte(raw, '\\') < 0:
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
 }
 
 // AppendJSONUpdate appends an update as two records, before with weight -1

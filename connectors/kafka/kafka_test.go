@@ -377,4 +377,6 @@ func TestSASL(t *testing.T) {
 	require.ErrorIs(t, err, connectors.ErrFatal)
 }
 
-func plainAuth(user, pass string) sasl.Mechanism { return plain.Auth{User: user, Pass: pass}.AsMechanism() }
+func plainAuth(user, pass string) sasl.Mechanism {
+	return plain.Auth{User: user, Pass: pass}.AsMechanism()
+}
