@@ -170,23 +170,8 @@ func TestCrashDuringBackfill(t *testing.T) {
 	require.NoError(t, pipeline.Validate(p, builtin.Registry()))
 
 	var logs strings.Builder
-	startProc := func() *exec.Cmd {
-		cmd := exec.Command(workerBin, "--data-dir", dataDir)
-		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+ts.GetFrontendHostPort(), "TEMPORAL_NAMESPACE="+ts.GetDefaultNamespace())
-		cmd.Stderr = &logs
-		require.NoError(t, cmd.Start())
-		return cmd
-	}
-	commits := func() int {
-		es, _ := os.ReadDir(filepath.Join(dataDir, "flights", "flights"))
-		n := 0
-		for _, e := range es {
-			if strings.HasSuffix(e.Name(), ".parquet") && !strings.HasPrefix(e.Name(), ".") {
-				n++
-			}
-		}
-		return n
-	}
+	startProc := func() *exec.Cmd { return workerProcess(t, workerBin, dataDir, ts, &logs) }
+	commits := func() int { return commitFiles(dataDir, "flights", "flights") }
 	run := startPipeline(t, c, workflows.Input{Pipeline: *p, HeartbeatTimeoutSeconds: 2})
 	proc := startProc()
 	kills := 0

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,4 +154,26 @@ func buildBinary(t *testing.T, pkg, dir string) string {
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Run(), "go build %s", pkg)
 	return out
+}
+
+// workerProcess starts the worker binary as a separate process against
+// ts, its stderr appended to logs, so a test can SIGKILL it.
+func workerProcess(t *testing.T, bin, dataDir string, ts *temporaltest.TestServer, logs *strings.Builder) *exec.Cmd {
+	cmd := exec.Command(bin, "--data-dir", dataDir)
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+ts.GetFrontendHostPort(), "TEMPORAL_NAMESPACE="+ts.GetDefaultNamespace())
+	cmd.Stderr = logs
+	require.NoError(t, cmd.Start())
+	return cmd
+}
+
+// commitFiles counts a table's commit files.
+func commitFiles(dataDir, p, table string) int {
+	es, _ := os.ReadDir(filepath.Join(dataDir, p, table))
+	n := 0
+	for _, e := range es {
+		if strings.HasSuffix(e.Name(), ".parquet") && !strings.HasPrefix(e.Name(), ".") {
+			n++
+		}
+	}
+	return n
 }

@@ -299,13 +299,7 @@ func TestKafkaCrash(t *testing.T) {
 `, addr))
 
 	var logs strings.Builder
-	startProc := func() *exec.Cmd {
-		cmd := exec.Command(workerBin, "--data-dir", dataDir)
-		cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+ts.GetFrontendHostPort(), "TEMPORAL_NAMESPACE="+ts.GetDefaultNamespace())
-		cmd.Stderr = &logs
-		require.NoError(t, cmd.Start())
-		return cmd
-	}
+	startProc := func() *exec.Cmd { return workerProcess(t, workerBin, dataDir, ts, &logs) }
 	run := startPipeline(t, c, workflows.Input{Pipeline: *p, HeartbeatTimeoutSeconds: 2})
 	proc := startProc()
 	kills := 0
@@ -333,18 +327,6 @@ func TestKafkaCrash(t *testing.T) {
 	require.Len(t, rows, 200_000)
 	require.Equal(t, flightKeys(t, msgs), storedKeys(rows), "every message exactly once")
 	require.Equal(t, int64(200_000), connector(final, "flights.history").Metrics.TotalRecords)
-}
-
-// commitFiles counts a table's commit files.
-func commitFiles(dataDir, p, table string) int {
-	es, _ := os.ReadDir(filepath.Join(dataDir, p, table))
-	n := 0
-	for _, e := range es {
-		if strings.HasSuffix(e.Name(), ".parquet") && !strings.HasPrefix(e.Name(), ".") {
-			n++
-		}
-	}
-	return n
 }
 
 // TestKafkaBadInput: malformed messages are counted and shown with their
