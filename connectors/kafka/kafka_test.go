@@ -380,3 +380,25 @@ func TestSASL(t *testing.T) {
 func plainAuth(user, pass string) sasl.Mechanism {
 	return plain.Auth{User: user, Pass: pass}.AsMechanism()
 }
+
+// start_from {"timestamp": ms} starts every partition at its first message
+// at or after that time; a partition with none starts at its end.
+func TestStartFromTimestamp(t *testing.T) {
+	addr := cluster(t, 3, "flights")
+	values := flights(t, 400)
+	produce(t, addr, "flights", 3, values[:300])
+	time.Sleep(20 * time.Millisecond)
+	at := time.Now().UnixMilli()
+	time.Sleep(20 * time.Millisecond)
+	produce(t, addr, "flights", 2, values[300:]) // partitions 0 and 1 only
+	cfg := fmt.Sprintf(`{"bootstrap.servers": %q, "topic": "flights", "start_from": {"timestamp": %d}}`, addr, at)
+	src, err := kafka.New(connectors.Params{Config: json.RawMessage(cfg), Schema: flightsSchema, BatchSize: 100})
+	require.NoError(t, err)
+	cp, err := src.(connectors.Resolver).Resolve(context.Background())
+	require.NoError(t, err)
+	require.JSONEq(t, `{"offsets": {"flights": {"0": 100, "1": 100, "2": 100}}}`, string(cp))
+	s := open(t, cfg, nil, cp)
+	rows, _, _, err := s.readN(t, 100)
+	require.NoError(t, err)
+	require.Equal(t, keysOf(t, values[300:]), keysOfRows(rows))
+}
