@@ -273,6 +273,10 @@ func (s *Source) reachError(what string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return connectors.Fatal(fmt.Errorf("kafka brokers %s unreachable: no answer to %s within %s", s.cfg.BootstrapServers, what, ConnectTimeout))
 	}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return connectors.Fatal(fmt.Errorf("kafka brokers %s: TLS: %w (check ssl.ca.location)", s.cfg.BootstrapServers, certErr))
+	}
 	if errors.Is(err, io.EOF) {
 		return connectors.Fatal(fmt.Errorf("kafka brokers %s closed the connection during %s (wrong credentials, or security.protocol does not match the listener?)", s.cfg.BootstrapServers, what))
 	}

@@ -2,9 +2,18 @@ package kafka_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -401,4 +410,50 @@ func TestStartFromTimestamp(t *testing.T) {
 	rows, _, _, err := s.readN(t, 100)
 	require.NoError(t, err)
 	require.Equal(t, keysOf(t, values[300:]), keysOfRows(rows))
+}
+
+// TLS with a CA file: the broker's certificate is verified against it.
+func TestTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kfake"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "flights"),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}))
+	require.NoError(t, err)
+	defer c.Close()
+	addr := c.ListenAddrs()[0]
+	pool := x509.NewCertPool()
+	pool.AddCert(must(x509.ParseCertificate(der)))
+	values := flights(t, 10)
+	produce(t, addr, "flights", 1, values, kgo.DialTLSConfig(&tls.Config{RootCAs: pool}))
+
+	s := open(t, fmt.Sprintf(`{"bootstrap.servers": %q, "topic": "flights", "start_from": "earliest", "enable.partition.eof": true,
+		"security.protocol": "SSL", "ssl.ca.location": %q}`, addr, ca), nil, nil)
+	rows, _, _, err := s.readN(t, 100)
+	require.ErrorIs(t, err, connectors.ErrEndOfInput)
+	require.Equal(t, keysOf(t, values), keysOfRows(rows))
+
+	// Without the CA the broker is not trusted: a fatal error, not a hang.
+	old := kafka.ConnectTimeout
+	kafka.ConnectTimeout = 2 * time.Second
+	defer func() { kafka.ConnectTimeout = old }()
+	src, err := kafka.New(connectors.Params{Config: json.RawMessage(fmt.Sprintf(`{"bootstrap.servers": %q, "topic": "flights", "security.protocol": "SSL"}`, addr)), Schema: flightsSchema, BatchSize: 10})
+	require.NoError(t, err)
+	require.ErrorIs(t, src.Open(context.Background(), nil), connectors.ErrFatal)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
