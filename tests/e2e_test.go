@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -169,33 +168,9 @@ func TestCrashDuringBackfill(t *testing.T) {
 	p.StopAtEndOfInput = true
 	require.NoError(t, pipeline.Validate(p, builtin.Registry()))
 
-	var logs strings.Builder
-	startProc := func() *exec.Cmd { return workerProcess(t, workerBin, dataDir, ts, &logs) }
-	commits := func() int { return commitFiles(dataDir, "flights", "flights") }
 	run := startPipeline(t, c, workflows.Input{Pipeline: *p, HeartbeatTimeoutSeconds: 2})
-	proc := startProc()
-	kills := 0
-	for _, at := range []int{5, 20, 40} {
-		deadline := time.Now().Add(2 * time.Minute)
-		for commits() < at {
-			if time.Now().After(deadline) {
-				d, _ := c.DescribeWorkflowExecution(context.Background(), run.GetID(), "")
-				t.Fatalf("the backfill has %d commits, want %d; pending: %v; stats: %+v; worker log:\n%s", commits(), at, d.GetPendingActivities(), stats(t, c, "flights"), logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		require.NoError(t, proc.Process.Signal(syscall.SIGKILL))
-		_ = proc.Wait()
-		kills++
-		require.Less(t, commits(), 75, "the backfill must still be running when killed")
-		proc = startProc()
-	}
-	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var final workflows.PipelineStats
-	require.NoError(t, run.Get(ctx, &final), logs.String())
-	require.Equal(t, 3, kills)
+	final := crashRun(t, ts, run, workerBin, dataDir, "flights", "flights", []int{5, 20, 40}, 75)
+	ctx := context.Background()
 
 	// Every flight, exactly once: same count and checksum as the source.
 	want := newRowHasher()

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,4 +177,32 @@ func commitFiles(dataDir, p, table string) int {
 		}
 	}
 	return n
+}
+
+// crashRun runs the pipeline's workers as separate processes of bin and
+// SIGKILLs the worker each time the table reaches the next count of
+// killAt commits, checking it is still below total (ingestion not yet
+// done), then starts a new one. It returns the pipeline's final stats.
+func crashRun(t *testing.T, ts *temporaltest.TestServer, run client.WorkflowRun, bin, dataDir, p, table string, killAt []int, total int) workflows.PipelineStats {
+	var logs strings.Builder
+	proc := workerProcess(t, bin, dataDir, ts, &logs)
+	for _, at := range killAt {
+		deadline := time.Now().Add(2 * time.Minute)
+		for commitFiles(dataDir, p, table) < at {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has %d commits, want %d; stats: %+v; worker log:\n%s", table, commitFiles(dataDir, p, table), at, stats(t, ts.GetDefaultClient(), p), logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		require.NoError(t, proc.Process.Signal(syscall.SIGKILL))
+		_ = proc.Wait()
+		require.Less(t, commitFiles(dataDir, p, table), total, "ingestion must still be running when killed")
+		proc = workerProcess(t, bin, dataDir, ts, &logs)
+	}
+	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var final workflows.PipelineStats
+	require.NoError(t, run.Get(ctx, &final), logs.String())
+	return final
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -298,31 +296,8 @@ func TestKafkaCrash(t *testing.T) {
         max_queued_records: 4000
 `, addr))
 
-	var logs strings.Builder
-	startProc := func() *exec.Cmd { return workerProcess(t, workerBin, dataDir, ts, &logs) }
 	run := startPipeline(t, c, workflows.Input{Pipeline: *p, HeartbeatTimeoutSeconds: 2})
-	proc := startProc()
-	kills := 0
-	for _, at := range []int{5, 20, 35} {
-		deadline := time.Now().Add(2 * time.Minute)
-		for commitFiles(dataDir, "kafkacrash", "flights") < at {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d commits, want %d; stats %+v; worker log:\n%s", commitFiles(dataDir, "kafkacrash", "flights"), at, stats(t, c, "kafkacrash"), logs.String())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		require.NoError(t, proc.Process.Signal(syscall.SIGKILL))
-		_ = proc.Wait()
-		kills++
-		require.Less(t, commitFiles(dataDir, "kafkacrash", "flights"), 50, "ingestion must still be running when killed")
-		proc = startProc()
-	}
-	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var final workflows.PipelineStats
-	require.NoError(t, run.Get(ctx, &final), logs.String())
-	require.Equal(t, 3, kills)
+	final := crashRun(t, ts, run, workerBin, dataDir, "kafkacrash", "flights", []int{5, 20, 35}, 50)
 	rows := readTable(t, dataDir, "kafkacrash", "flights")
 	require.Len(t, rows, 200_000)
 	require.Equal(t, flightKeys(t, msgs), storedKeys(rows), "every message exactly once")

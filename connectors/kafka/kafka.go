@@ -316,7 +316,7 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 		}
 	}
 	if len(consume) == 0 {
-		s.done = s.cfg.EnablePartitionEOF == true
+		s.done = bool(s.cfg.EnablePartitionEOF)
 		return nil
 	}
 	reset := kgo.NoResetOffset()
