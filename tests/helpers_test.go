@@ -206,3 +206,18 @@ func crashRun(t *testing.T, ts *temporaltest.TestServer, run client.WorkflowRun,
 	require.NoError(t, run.Get(ctx, &final), logs.String())
 	return final
 }
+
+// switchOrder returns the last commit holding rows of connector history
+// and the first commit holding rows of any other connector: a handover
+// is right when the first is less than the second.
+func switchOrder(rows []storedRow, history string) (lastHistory, firstLive int64) {
+	lastHistory, firstLive = -1, 1<<62
+	for _, r := range rows {
+		if r.conn == history {
+			lastHistory = max(lastHistory, r.commit)
+		} else {
+			firstLive = min(firstLive, r.commit)
+		}
+	}
+	return lastHistory, firstLive
+}

@@ -157,14 +157,7 @@ func TestKafkaSwitchover(t *testing.T) {
 
 	rows := readTable(t, dataDir, "switchover", "flights")
 	require.Equal(t, flightKeys(t, msgs), storedKeys(rows), "the backfill plus messages 42 onward, each once")
-	lastHistory, firstLive := int64(-1), int64(1<<62)
-	for _, r := range rows {
-		if r.conn == "historical" {
-			lastHistory = max(lastHistory, r.commit)
-		} else {
-			firstLive = min(firstLive, r.commit)
-		}
-	}
+	lastHistory, firstLive := switchOrder(rows, "historical")
 	require.Less(t, lastHistory, firstLive, "nothing from Kafka before the backfill finished")
 	live := connector(stats(t, c, "switchover"), "flights.live")
 	require.JSONEq(t, `{"offsets": {"flights": {"0": 3000}}}`, string(live.Checkpoint))

@@ -5,20 +5,24 @@ package builtin
 import (
 	"github.com/sluicehq/sluice/connectors"
 	"github.com/sluicehq/sluice/connectors/datagen"
+	"github.com/sluicehq/sluice/connectors/delta"
 	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/connectors/kafka"
+	"github.com/sluicehq/sluice/connectors/s3"
 	"github.com/sluicehq/sluice/connectors/url"
 )
 
-// Registry returns a new registry with datagen, file_input, url_input and
-// kafka_input.
+// Registry returns a new registry with datagen, file_input, url_input,
+// kafka_input, s3_input, delta_table_input and iceberg_input.
 func Registry() *connectors.Registry {
 	r := connectors.NewRegistry()
 	for name, f := range map[string]connectors.Factory{
-		"datagen":     datagen.New,
-		"file_input":  file.New,
-		"url_input":   url.New,
-		"kafka_input": kafka.New,
+		"datagen":           datagen.New,
+		"file_input":        file.New,
+		"url_input":         url.New,
+		"kafka_input":       kafka.New,
+		"s3_input":          s3.New,
+		"delta_table_input": delta.New,
 	} {
 		if err := r.Register(name, f); err != nil {
 			panic(err) // the map above has unique keys

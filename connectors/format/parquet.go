@@ -40,6 +40,14 @@ type ParquetReader struct {
 // A file that is not Parquet, or whose columns cannot be cast to the
 // table's types, is a fatal error.
 func OpenParquet(ctx context.Context, r parquet.ReaderAtSeeker, schema *arrow.Schema, alloc memory.Allocator, batchSize int, startRow int64) (*ParquetReader, error) {
+	return OpenParquetColumns(ctx, r, schema, nil, alloc, batchSize, startRow)
+}
+
+// OpenParquetColumns is [OpenParquet] with the file's column name for
+// each table column: fileNames[i] is read as schema.Field(i) ("" or a
+// short slice: the table column's own name). Delta Lake's column mapping
+// uses it, where files name columns by their physical names.
+func OpenParquetColumns(ctx context.Context, r parquet.ReaderAtSeeker, schema *arrow.Schema, fileNames []string, alloc memory.Allocator, batchSize int, startRow int64) (*ParquetReader, error) {
 	pf, err := file.NewParquetReader(r, file.WithReadProps(parquet.NewReaderProperties(alloc)))
 	if err != nil {
 		return nil, connectors.Fatal(fmt.Errorf("not a Parquet file: %w", err))
@@ -56,11 +64,15 @@ func OpenParquet(ctx context.Context, r parquet.ReaderAtSeeker, schema *arrow.Sc
 	}
 	p := &ParquetReader{alloc: alloc, schema: schema, change: pipeline.WithWeight(schema), pf: pf, row: startRow}
 	var leaves []int
-	for _, f := range schema.Fields() {
-		idx := fileSchema.FieldIndices(f.Name)
+	for fi, f := range schema.Fields() {
+		name := f.Name
+		if fi < len(fileNames) && fileNames[fi] != "" {
+			name = fileNames[fi]
+		}
+		idx := fileSchema.FieldIndices(name)
 		if len(idx) == 0 {
 			for i, ff := range fileSchema.Fields() {
-				if strings.EqualFold(ff.Name, f.Name) {
+				if strings.EqualFold(ff.Name, name) {
 					idx = []int{i}
 					break
 				}
@@ -69,7 +81,7 @@ func OpenParquet(ctx context.Context, r parquet.ReaderAtSeeker, schema *arrow.Sc
 		if len(idx) == 0 {
 			if !f.Nullable {
 				pf.Close()
-				return nil, connectors.Fatal(fmt.Errorf("the Parquet file has no column %q for NOT NULL column %s", f.Name, f.Name))
+				return nil, connectors.Fatal(fmt.Errorf("the Parquet file has no column %q for NOT NULL column %s", name, f.Name))
 			}
 			p.cols = append(p.cols, -1)
 			continue

@@ -1,0 +1,518 @@
+package delta
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
+	"github.com/apache/arrow-go/v18/arrow/scalar"
+
+	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/connectors/format"
+	"github.com/sluicehq/sluice/connectors/predicate"
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+// PollInterval is how often follow mode looks for the next commit.
+var PollInterval = time.Second
+
+// Phases of a [Checkpoint].
+const (
+	PhaseSnapshot = "snapshot"
+	PhaseFollow   = "follow"
+)
+
+// Checkpoint is delta_table_input's position. In the snapshot phase,
+// Version is the snapshot's table version and File indexes its data files
+// in read order (by path, or by timestamp_column); in the follow phase,
+// Version is the commit being ingested and File indexes its data-changing
+// add and remove actions in log order. Row is the rows of that file
+// already read.
+type Checkpoint struct {
+	Phase   string `json:"phase"`
+	Version int64  `json:"version"`
+	File    int    `json:"file"`
+	Row     int64  `json:"row"`
+}
+
+// change is a data file whose rows enter the table with weight.
+type change struct {
+	file   *addAction
+	weight int64
+}
+
+// Source reads a Delta table.
+type Source struct {
+	cfg        Config
+	p          connectors.Params
+	filter     *predicate.Predicate
+	snapFilter *predicate.Predicate
+
+	st    store
+	cp    Checkpoint
+	state *snapshot // the table as of the snapshot, or before the followed commit
+	cols  *columns
+	// files are what the current phase reads: the snapshot's files, or
+	// the followed commit's changes; loaded is the version they are of.
+	files  []change
+	loaded int64
+	cur    *fileReader
+}
+
+// New validates the config without I/O.
+func New(p connectors.Params) (connectors.Source, error) {
+	var cfg Config
+	if err := connectors.DecodeConfig("transport", p.Config, &cfg); err != nil {
+		return nil, err
+	}
+	if p.Format != nil {
+		return nil, &connectors.FieldError{Section: "format", Field: "name", Err: errors.New("delta_table_input reads typed columns and takes no format")}
+	}
+	if err := cfg.Validate(p.Schema); err != nil {
+		return nil, err
+	}
+	s := &Source{cfg: cfg, p: p, loaded: -1}
+	s.filter, _ = predicate.Parse(cfg.Filter, p.Schema)
+	if cfg.Filter == "" {
+		s.filter = nil
+	}
+	if cfg.SnapshotFilter != "" {
+		s.snapFilter, _ = predicate.Parse(cfg.SnapshotFilter, p.Schema)
+	}
+	return s, nil
+}
+
+// Bounded reports whether the connector reaches end of input: in snapshot
+// mode, or when end_version is set.
+func (s *Source) Bounded() bool { return s.cfg.Mode == ModeSnapshot || s.cfg.EndVersion != nil }
+
+func (s *Source) open(ctx context.Context) error {
+	if s.st != nil {
+		return nil
+	}
+	st, err := newStore(ctx, s.cfg.URI, s.cfg.Settings)
+	if err != nil {
+		return err
+	}
+	s.st = st
+	return nil
+}
+
+// latest returns the table's newest version.
+func (s *Source) latest(ctx context.Context) (int64, error) {
+	lc, err := lastCheckpoint(ctx, s.st)
+	if err != nil {
+		return 0, err
+	}
+	l, err := listLog(ctx, s.st, max(lc, 0))
+	if err == nil && l.latest < 0 && lc > 0 {
+		l, err = listLog(ctx, s.st, 0)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if l.latest < 0 {
+		return 0, connectors.Fatal(fmt.Errorf("%s is not a Delta table: %s/ holds no commits", s.st, logDir))
+	}
+	return l.latest, nil
+}
+
+// Resolve fixes the start at the connector's first activation: the
+// snapshot's version (version, datetime, or the newest), or the first
+// version to follow.
+func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
+	if err := s.open(ctx); err != nil {
+		return nil, err
+	}
+	var v int64
+	var err error
+	switch {
+	case s.cfg.StartVersion != nil:
+		v = *s.cfg.StartVersion - 1
+	case s.cfg.Version != nil:
+		v = *s.cfg.Version
+	case s.cfg.Datetime != "":
+		t, _ := s.cfg.datetime()
+		v, err = versionAt(ctx, s.st, t)
+	default:
+		v, err = s.latest(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cp := Checkpoint{Phase: PhaseSnapshot, Version: v}
+	if s.cfg.Mode == ModeFollow {
+		cp = Checkpoint{Phase: PhaseFollow, Version: v + 1}
+	}
+	return json.Marshal(cp)
+}
+
+// Open reads the log up to the checkpoint's version. A missing table, a
+// missing version, a protocol that needs unsupported reader features and
+// deletion vectors are fatal.
+func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) error {
+	if err := s.open(ctx); err != nil {
+		return err
+	}
+	if len(checkpoint) == 0 {
+		var err error
+		if checkpoint, err = s.Resolve(ctx); err != nil {
+			return err
+		}
+	}
+	if err := json.Unmarshal(checkpoint, &s.cp); err != nil {
+		return connectors.Fatal(fmt.Errorf("delta_table_input checkpoint %s: %w", checkpoint, err))
+	}
+	switch s.cp.Phase {
+	case PhaseSnapshot:
+		snap, err := loadSnapshot(ctx, s.st, s.cp.Version)
+		if err != nil {
+			return err
+		}
+		if err := s.setState(snap); err != nil {
+			return err
+		}
+		s.files = s.snapshotFiles()
+		s.loaded = s.cp.Version
+	case PhaseFollow:
+		if s.cp.Version > 0 {
+			snap, err := loadSnapshot(ctx, s.st, s.cp.Version-1)
+			if err != nil {
+				return err
+			}
+			if err := s.setState(snap); err != nil {
+				return err
+			}
+		} else {
+			s.state = &snapshot{version: -1, files: map[string]*addAction{}}
+		}
+	default:
+		return connectors.Fatal(fmt.Errorf("delta_table_input checkpoint %s: unknown phase", checkpoint))
+	}
+	return nil
+}
+
+// setState makes snap the table state and reads its columns.
+func (s *Source) setState(snap *snapshot) error {
+	cols, err := parseColumns(snap.metadata)
+	if err != nil {
+		return connectors.Fatal(fmt.Errorf("%s: %w", s.st, err))
+	}
+	s.state, s.cols = snap, cols
+	return nil
+}
+
+// snapshotFiles orders the snapshot's files: by path, or by their
+// smallest timestamp_column value.
+func (s *Source) snapshotFiles() []change {
+	out := make([]change, 0, len(s.state.files))
+	for _, f := range s.state.files {
+		out = append(out, change{f, 1})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].file.Path < out[j].file.Path })
+	if s.cfg.TimestampColumn != "" {
+		keys := make(map[*addAction]any, len(out))
+		for _, c := range out {
+			keys[c.file] = s.minValue(c.file)
+		}
+		sort.SliceStable(out, func(i, j int) bool { return lessValue(keys[out[i].file], keys[out[j].file]) })
+	}
+	return out
+}
+
+// minValue is a file's smallest timestamp_column value: its partition
+// value or its stats' minValues; nil when unknown.
+func (s *Source) minValue(f *addAction) any {
+	phys := s.cols.physicalName(s.cfg.TimestampColumn)
+	if v, ok := f.PartitionValues[phys]; ok && v != nil {
+		if n, err := strconv.ParseFloat(*v, 64); err == nil {
+			return n
+		}
+		return *v
+	}
+	var stats struct {
+		MinValues map[string]any `json:"minValues"`
+	}
+	if f.Stats != "" && json.Unmarshal([]byte(f.Stats), &stats) == nil {
+		return stats.MinValues[phys]
+	}
+	return nil
+}
+
+// lessValue orders unknown (nil) first, numbers numerically, the rest as
+// text (ISO 8601 timestamps sort as text).
+func lessValue(a, b any) bool {
+	switch {
+	case a == nil:
+		return b != nil
+	case b == nil:
+		return false
+	}
+	af, aok := a.(float64)
+	bf, bok := b.(float64)
+	if aok && bok {
+		return af < bf
+	}
+	return fmt.Sprint(a) < fmt.Sprint(b)
+}
+
+func (c *columns) physicalName(logical string) string {
+	if p, ok := c.physical[strings.ToLower(logical)]; ok {
+		return p
+	}
+	return logical
+}
+
+// loadCommit reads the commit to follow and lists its data changes.
+// It reports false when the commit does not exist yet.
+func (s *Source) loadCommit(ctx context.Context) (bool, error) {
+	actions, err := readCommit(ctx, s.st, s.cp.Version)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var changes []change
+	for _, a := range actions {
+		switch {
+		case a.Protocol != nil:
+			if err := a.Protocol.check(); err != nil {
+				return false, connectors.Fatal(fmt.Errorf("%s version %d: %w", s.st, s.cp.Version, err))
+			}
+		case a.MetaData != nil:
+			cols, err := parseColumns(a.MetaData)
+			if err != nil {
+				return false, connectors.Fatal(fmt.Errorf("%s version %d: %w", s.st, s.cp.Version, err))
+			}
+			s.cols = cols
+		case a.Add != nil && a.Add.dataChanged():
+			changes = append(changes, change{a.Add, 1})
+		case a.Remove != nil && a.Remove.dataChanged():
+			rm := *a.Remove
+			if rm.PartitionValues == nil { // not extendedFileMetadata: take them from the add
+				if p, err := rm.filePath(); err == nil && s.state.files[p] != nil {
+					rm.PartitionValues = s.state.files[p].PartitionValues
+				}
+			}
+			changes = append(changes, change{&rm, -1})
+		}
+	}
+	if s.cols == nil {
+		return false, connectors.Fatal(fmt.Errorf("%s version %d: no metaData action before the first data file", s.st, s.cp.Version))
+	}
+	s.files, s.loaded = changes, s.cp.Version
+	if err := s.state.apply(actions); err != nil {
+		return false, connectors.Fatal(err)
+	}
+	return true, nil
+}
+
+// Read returns the next batch: rows of the current data file (deletes
+// for removed files), or an empty batch whose checkpoint moves to the
+// next phase or commit. In follow mode it waits for the next commit;
+// after the snapshot (snapshot mode) or end_version it returns
+// connectors.ErrEndOfInput.
+func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
+	for {
+		if s.cur != nil {
+			rec, err := s.cur.next(ctx)
+			if err == nil {
+				s.cp.Row = s.cur.pq.Row()
+				cp, _ := json.Marshal(s.cp)
+				return connectors.Batch{Record: rec, Checkpoint: cp}, nil
+			}
+			if !errors.Is(err, io.EOF) {
+				return connectors.Batch{}, err
+			}
+			s.cur.Close()
+			s.cur = nil
+			s.cp.File++
+			s.cp.Row = 0
+		}
+		if s.cp.Phase == PhaseFollow && s.loaded != s.cp.Version {
+			if s.cfg.EndVersion != nil && s.cp.Version > *s.cfg.EndVersion {
+				return connectors.Batch{}, connectors.ErrEndOfInput
+			}
+			ok, err := s.loadCommit(ctx)
+			if err != nil {
+				return connectors.Batch{}, err
+			}
+			if !ok {
+				select {
+				case <-ctx.Done():
+					return connectors.Batch{}, ctx.Err()
+				case <-time.After(PollInterval):
+				}
+				continue
+			}
+		}
+		if s.cp.File < len(s.files) {
+			c := s.files[s.cp.File]
+			if len(c.file.DeletionVector) > 0 && string(c.file.DeletionVector) != "null" {
+				return connectors.Batch{}, connectors.Fatal(fmt.Errorf("%s: file %s has a deletion vector, which Sluice does not support", s.st, c.file.Path))
+			}
+			filters := []*predicate.Predicate{s.filter}
+			if s.cp.Phase == PhaseSnapshot {
+				filters = append(filters, s.snapFilter)
+			}
+			r, err := s.openFile(ctx, c, filters)
+			if err != nil {
+				return connectors.Batch{}, err
+			}
+			s.cur = r
+			continue
+		}
+		// The phase or the commit is done.
+		if s.cp.Phase == PhaseSnapshot {
+			if s.cfg.Mode == ModeSnapshot {
+				return connectors.Batch{}, connectors.ErrEndOfInput
+			}
+			s.cp = Checkpoint{Phase: PhaseFollow, Version: s.cp.Version + 1}
+		} else {
+			s.cp = Checkpoint{Phase: PhaseFollow, Version: s.cp.Version + 1}
+		}
+		cp, _ := json.Marshal(s.cp)
+		return connectors.Batch{Checkpoint: cp}, nil
+	}
+}
+
+// Close closes the open data file.
+func (s *Source) Close() error {
+	if s.cur != nil {
+		err := s.cur.Close()
+		s.cur = nil
+		return err
+	}
+	return nil
+}
+
+// fileReader reads one data file into the table's change schema.
+type fileReader struct {
+	p       connectors.Params
+	pq      *format.ParquetReader
+	dataCol []int // per table column: index in the reader's output, or -1 for a partition column
+	consts  []scalar.Scalar
+	weight  int64
+	filters []*predicate.Predicate
+	change  *arrow.Schema
+}
+
+// openFile opens a data file at the checkpoint's row.
+func (s *Source) openFile(ctx context.Context, c change, filters []*predicate.Predicate) (*fileReader, error) {
+	path, err := c.file.filePath()
+	if err != nil {
+		return nil, connectors.Fatal(err)
+	}
+	f, err := s.st.open(ctx, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		what := "data file"
+		if c.weight < 0 {
+			what = "removed data file (vacuumed? its rows cannot be deleted)"
+		}
+		return nil, connectors.Fatal(fmt.Errorf("%s version %d: %s %s does not exist", s.st, s.cp.Version, what, path))
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := &fileReader{p: s.p, weight: c.weight, change: pipeline.WithWeight(s.p.Schema)}
+	for _, fl := range filters {
+		if fl != nil {
+			r.filters = append(r.filters, fl)
+		}
+	}
+	var dataFields []arrow.Field
+	var names []string
+	for _, fld := range s.p.Schema.Fields() {
+		lower := strings.ToLower(fld.Name)
+		if s.cols.partition[lower] {
+			phys := s.cols.physicalName(fld.Name)
+			v := c.file.PartitionValues[phys]
+			var sc scalar.Scalar
+			if v == nil {
+				if !fld.Nullable {
+					f.Close()
+					return nil, connectors.Fatal(fmt.Errorf("%s: file %s: partition column %s is NULL, but the table column is NOT NULL", s.st, path, fld.Name))
+				}
+				sc = scalar.MakeNullScalar(fld.Type)
+			} else if sc, err = scalar.NewStringScalar(*v).CastTo(fld.Type); err != nil {
+				f.Close()
+				return nil, connectors.Fatal(fmt.Errorf("%s: file %s: partition value %s=%q is not %s: %w", s.st, path, fld.Name, *v, fld.Type, err))
+			}
+			r.dataCol = append(r.dataCol, -1)
+			r.consts = append(r.consts, sc)
+			continue
+		}
+		r.dataCol = append(r.dataCol, len(dataFields))
+		r.consts = append(r.consts, nil)
+		dataFields = append(dataFields, fld)
+		names = append(names, s.cols.physicalName(fld.Name))
+	}
+	pq, err := format.OpenParquetColumns(ctx, f, arrow.NewSchema(dataFields, nil), names, s.p.Alloc(), s.p.BatchSize, s.cp.Row)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %s: %w", s.st, path, err)
+	}
+	r.pq = pq
+	return r, nil
+}
+
+// next returns the next batch of the file in the change schema; io.EOF
+// at its end.
+func (r *fileReader) next(ctx context.Context) (arrow.RecordBatch, error) {
+	rec, err := r.pq.Next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer rec.Release()
+	n := rec.NumRows()
+	alloc := r.p.Alloc()
+	cols := make([]arrow.Array, 0, len(r.dataCol)+1)
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	for i, dc := range r.dataCol {
+		if dc >= 0 {
+			a := rec.Column(dc)
+			a.Retain()
+			cols = append(cols, a)
+			continue
+		}
+		a, err := scalar.MakeArrayFromScalar(r.consts[i], int(n), alloc)
+		if err != nil {
+			return nil, connectors.Fatal(err)
+		}
+		cols = append(cols, a)
+	}
+	if r.weight == 1 {
+		w := rec.Column(int(rec.NumCols()) - 1)
+		w.Retain()
+		cols = append(cols, w)
+	} else {
+		w, _ := scalar.MakeArrayFromScalar(scalar.NewInt64Scalar(r.weight), int(n), alloc)
+		cols = append(cols, w)
+	}
+	out := array.NewRecordBatch(r.change, cols, n)
+	ctx = compute.WithAllocator(ctx, alloc)
+	for _, f := range r.filters {
+		if out, err = f.Apply(ctx, out); err != nil {
+			return nil, fmt.Errorf("filter: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Close closes the file.
+func (r *fileReader) Close() error { return r.pq.Close() }

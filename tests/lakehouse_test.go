@@ -1,0 +1,207 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicehq/sluice/connectors/builtin"
+	"github.com/sluicehq/sluice/connectors/delta"
+	"github.com/sluicehq/sluice/internal/fixture"
+	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/workflows"
+)
+
+// flightsDelta writes flights-3m.parquet, cut into parts files, as a Delta
+// table: the first commits[0] parts in version 0, the next commits[1] in
+// version 1, and so on. It returns the table and every part's bytes.
+func flightsDelta(t *testing.T, parts int, commits ...int) (*fixture.Delta, [][]byte, [][]string) {
+	data, err := fixture.SplitParquet(context.Background(), sharedData(t, "flights-3m.parquet"), parts)
+	require.NoError(t, err)
+	d, err := fixture.NewDelta(filepath.Join(t.TempDir(), "flights"), flightsArrowSchema(t))
+	require.NoError(t, err)
+	var paths [][]string
+	next := 0
+	for _, n := range commits {
+		p, err := d.Commit(data[next : next+n])
+		require.NoError(t, err)
+		paths = append(paths, p)
+		next += n
+	}
+	return d, data, paths
+}
+
+func flightsArrowSchema(t *testing.T) *arrow.Schema {
+	s, err := loadExample(t, "flights.yaml").Tables[0].Schema()
+	require.NoError(t, err)
+	return s
+}
+
+// partsHash is the checksum of Parquet files' rows, each with weight +1.
+func partsHash(t *testing.T, parts ...[]byte) fixture.Hash {
+	var h fixture.Hash
+	for i, p := range parts {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("%d.parquet", i))
+		require.NoError(t, os.WriteFile(path, p, 0o644))
+		require.NoError(t, fixture.ReadParquet(context.Background(), path, 1<<16, func(rec arrow.RecordBatch) error {
+			h.Add(rec, 5, -1)
+			return nil
+		}))
+	}
+	return h
+}
+
+// tableHash is the checksum of a table store table's changes.
+func tableHash(t *testing.T, dataDir, p, table string) fixture.Hash {
+	var h fixture.Hash
+	readTableBatches(t, dataDir, p, table, func(rec arrow.RecordBatch) {
+		n := int(rec.NumCols()) - 1
+		h.Add(rec, n, n)
+	})
+	return h
+}
+
+// flightsDeltaPipeline is the flights example with one connector: the
+// Delta table at uri, with the given extra config.
+func flightsDeltaPipeline(t *testing.T, uri, extra string) *pipeline.Pipeline {
+	p := loadExample(t, "flights.yaml")
+	c := &p.Tables[0].Connectors[0]
+	p.Tables[0].Connectors = p.Tables[0].Connectors[:1]
+	c.Name, c.Format, c.Labels = "delta", nil, nil
+	c.Transport = pipeline.Transport{Name: "delta_table_input", Config: json.RawMessage(fmt.Sprintf(`{"uri": %q, %s}`, uri, extra))}
+	c.MaxBatchSize = 10_000
+	c.MaxQueuedRecords = 40_000
+	p.StopAtEndOfInput = true
+	require.NoError(t, pipeline.Validate(p, builtin.Registry()))
+	return p
+}
+
+// TestDeltaSnapshotAndFollow runs delta_table_input in snapshot_and_follow
+// mode while new commits land: an append, a commit that appends and removes
+// a file (its rows become deletes), and another append. Each is ingested
+// exactly once, and the table ends equal to the Delta table's last version.
+func TestDeltaSnapshotAndFollow(t *testing.T) {
+	delta.PollInterval = 100 * time.Millisecond
+	_, c := newServer(t)
+	dataDir := t.TempDir()
+	startWorker(t, c, dataDir)
+	d, parts, paths := flightsDelta(t, 10, 2, 1) // versions 0 and 1: 900,000 flights
+	p := flightsDeltaPipeline(t, d.Dir, `"mode": "snapshot_and_follow", "end_version": 4`)
+	run := startPipeline(t, c, workflows.Input{Pipeline: *p})
+
+	ingested := func(n int64) func() bool {
+		return func() bool { return stats(t, c, "flights").GlobalMetrics.TotalInputRecords == n }
+	}
+	eventually(t, 2*time.Minute, "the snapshot ingested", ingested(900_000))
+	_, err := d.Commit(parts[3:4]) // version 2
+	require.NoError(t, err)
+	eventually(t, time.Minute, "version 2 ingested", ingested(1_200_000))
+	var cp delta.Checkpoint
+	require.NoError(t, json.Unmarshal(connector(stats(t, c, "flights"), "flights.delta").Checkpoint, &cp))
+	require.Equal(t, delta.Checkpoint{Phase: delta.PhaseFollow, Version: 3}, cp, "waiting for version 3")
+
+	_, err = d.Commit(parts[4:5], paths[0][0]) // version 3: +300,000, -300,000
+	require.NoError(t, err)
+	_, err = d.Commit(parts[5:6]) // version 4
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var final workflows.PipelineStats
+	require.NoError(t, run.Get(ctx, &final))
+
+	require.Equal(t, int64(2_100_000), final.GlobalMetrics.TotalInputRecords, "every change once: 900k + 300k + 600k + 300k")
+	got := tableHash(t, dataDir, "flights", "flights")
+	want := partsHash(t, parts[1:6]...) // version 4: parts 1..5
+	require.Equal(t, int64(2_100_000), got.Records)
+	require.Equal(t, want.Count, got.Count)
+	require.Equal(t, want.Sum, got.Sum, "the table equals the Delta table's version 4")
+	st := connector(final, "flights.delta")
+	require.True(t, st.Metrics.EndOfInput)
+	require.JSONEq(t, `{"phase": "follow", "version": 5, "file": 0, "row": 0}`, string(st.Checkpoint))
+}
+
+// TestDeltaCrashDuringSnapshot SIGKILLs a separate worker process three
+// times while it reads a 3,000,000-row Delta snapshot (six files, two
+// versions); the table store ends with every flight exactly once.
+func TestDeltaCrashDuringSnapshot(t *testing.T) {
+	ts, c := newServer(t)
+	dataDir := t.TempDir()
+	workerBin := buildBinary(t, "worker", t.TempDir())
+	d, parts, _ := flightsDelta(t, 6, 4, 2)
+	p := flightsDeltaPipeline(t, d.Dir, `"mode": "snapshot"`)
+	run := startPipeline(t, c, workflows.Input{Pipeline: *p, HeartbeatTimeoutSeconds: 2})
+	final := crashRun(t, ts, run, workerBin, dataDir, "flights", "flights", []int{5, 20, 40}, 75)
+
+	want := partsHash(t, parts...)
+	got := tableHash(t, dataDir, "flights", "flights")
+	require.Equal(t, int64(3_000_000), want.Count)
+	require.Equal(t, want, got, "every flight exactly once: count and checksum")
+	require.Equal(t, int64(3_000_000), connector(final, "flights.delta").Metrics.TotalRecords)
+}
+
+// TestDeltaBackfillThenKafka is Feldera's tutorial: history from a Delta
+// table (the topic's first 20,000 messages, two versions), labelled; the
+// Kafka connector starts after it at offset 20,000. Everything arrives
+// once and no Kafka record is committed before the last Delta record.
+func TestDeltaBackfillThenKafka(t *testing.T) {
+	_, c := newServer(t)
+	dataDir := t.TempDir()
+	startWorker(t, c, dataDir)
+	msgs := flightMessages(t, 30_000)
+	addr := kafkaCluster(t, "flights", 2)
+	produceFlights(t, addr, "flights", 2, msgs, false)
+
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "delay", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+		{Name: "distance", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+		{Name: "time", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+	}, nil)
+	d, err := fixture.NewDelta(filepath.Join(t.TempDir(), "history"), schema)
+	require.NoError(t, err)
+	for _, r := range [][2]int{{0, 12_000}, {12_000, 20_000}} {
+		rec, _, err := array.RecordFromJSON(memory.DefaultAllocator, schema, strings.NewReader("["+strings.Join(bytesToStrings(msgs[r[0]:r[1]]), ",")+"]"))
+		require.NoError(t, err)
+		data, err := fixture.ParquetBytes(rec)
+		rec.Release()
+		require.NoError(t, err)
+		_, err = d.Commit([][]byte{data})
+		require.NoError(t, err)
+	}
+	// Message i went to partition i%2, so the first 20,000 are offsets 0..9,999 of each.
+	p := flightsPipeline(t, "handover", fmt.Sprintf(`      - name: history
+        labels: [flights.history]
+        transport: {name: delta_table_input, config: {uri: %q, mode: snapshot}}
+      - name: live
+        start_after: [flights.history]
+        transport:
+          name: kafka_input
+          config:
+            bootstrap.servers: %q
+            topic: flights
+            start_from: {offsets: [10000, 10000]}
+            enable.partition.eof: true
+        format: {name: json}
+`, d.Dir, addr))
+	run := startPipeline(t, c, workflows.Input{Pipeline: *p})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var final workflows.PipelineStats
+	require.NoError(t, run.Get(ctx, &final))
+
+	rows := readTable(t, dataDir, "handover", "flights")
+	require.Equal(t, flightKeys(t, msgs), storedKeys(rows), "history plus live, each flight once")
+	lastHistory, firstLive := switchOrder(rows, "history")
+	require.Less(t, lastHistory, firstLive, "no live record before the last historical one")
+	require.Equal(t, int64(20_000), connector(final, "flights.history").Metrics.TotalRecords)
+	require.Equal(t, int64(10_000), connector(final, "flights.live").Metrics.TotalRecords)
+}
