@@ -7,6 +7,7 @@ import (
 	"github.com/sluicehq/sluice/connectors/datagen"
 	"github.com/sluicehq/sluice/connectors/delta"
 	"github.com/sluicehq/sluice/connectors/file"
+	"github.com/sluicehq/sluice/connectors/iceberg"
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/connectors/s3"
 	"github.com/sluicehq/sluice/connectors/url"
@@ -23,6 +24,7 @@ func Registry() *connectors.Registry {
 		"kafka_input":       kafka.New,
 		"s3_input":          s3.New,
 		"delta_table_input": delta.New,
+		"iceberg_input":     iceberg.New,
 	} {
 		if err := r.Register(name, f); err != nil {
 			panic(err) // the map above has unique keys

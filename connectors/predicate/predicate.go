@@ -12,7 +12,9 @@ import (
 	"unicode"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/compute"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/scalar"
 )
 
@@ -58,7 +60,8 @@ type (
 		col  int
 		name string
 		lit  scalar.Scalar
-		typ  arrow.DataType // the column's type; for a literal, set once compared to a column
+		text string         // a number literal as written, for exact decimals
+		typ  arrow.DataType // the column's type
 	}
 )
 
@@ -90,7 +93,7 @@ func (p not) eval(ctx context.Context, rec arrow.RecordBatch) (compute.Datum, er
 		return nil, err
 	}
 	defer d.Release()
-	return compute.CallFunction(ctx, "invert", nil, d)
+	return compute.CallFunction(ctx, "not", nil, d)
 }
 
 func (p comparison) eval(ctx context.Context, rec arrow.RecordBatch) (compute.Datum, error) {
@@ -100,14 +103,22 @@ func (p comparison) eval(ctx context.Context, rec arrow.RecordBatch) (compute.Da
 	return compute.CallFunction(ctx, p.op, nil, l, r)
 }
 
+// eval builds the mask from the validity bitmap itself: arrow-go's
+// is_null kernel panics on decimal columns (v18.8.0).
 func (p isNull) eval(ctx context.Context, rec arrow.RecordBatch) (compute.Datum, error) {
-	fn := "is_null"
-	if p.negate {
-		fn = "is_valid"
+	if p.o.col < 0 {
+		return compute.NewDatum(scalar.NewBooleanScalar(p.o.lit.IsValid() == p.negate)), nil
 	}
-	d := p.o.datum(rec)
-	defer d.Release()
-	return compute.CallFunction(ctx, fn, nil, d)
+	col := rec.Column(p.o.col)
+	b := array.NewBooleanBuilder(compute.GetAllocator(ctx))
+	defer b.Release()
+	b.Reserve(col.Len())
+	for i := range col.Len() {
+		b.UnsafeAppend(col.IsNull(i) != p.negate)
+	}
+	a := b.NewArray()
+	defer a.Release()
+	return compute.NewDatum(a), nil
 }
 
 // Parse parses a filter against the table schema, whose column names it
@@ -378,9 +389,9 @@ func (p *parser) compare(op string, l, r operand) (node, error) {
 	var err error
 	switch {
 	case l.col >= 0 && r.col < 0:
-		r.lit, err = castLiteral(r.lit, l)
+		r.lit, err = castLiteral(r, l)
 	case r.col >= 0 && l.col < 0:
-		l.lit, err = castLiteral(l.lit, r)
+		l.lit, err = castLiteral(l, r)
 	case l.col < 0 && r.col < 0:
 		err = fmt.Errorf("compare at least one column")
 	}
@@ -390,13 +401,26 @@ func (p *parser) compare(op string, l, r operand) (node, error) {
 	return comparison{comparisons[op], l, r}, nil
 }
 
-func castLiteral(lit scalar.Scalar, col operand) (scalar.Scalar, error) {
-	if arrow.TypeEqual(lit.DataType(), col.typ) {
-		return lit, nil
+func castLiteral(lit operand, col operand) (scalar.Scalar, error) {
+	if arrow.TypeEqual(lit.lit.DataType(), col.typ) {
+		return lit.lit, nil
 	}
-	out, err := lit.CastTo(col.typ)
+	if lit.text != "" {
+		switch t := col.typ.(type) {
+		case *arrow.Decimal128Type: // 10000 means 10000.00, not 100.00 unscaled
+			v, err := decimal128.FromString(lit.text, t.Precision, t.Scale)
+			if err != nil {
+				return nil, fmt.Errorf("cannot compare column %s (%s) with %s: %w", col.name, col.typ, lit.text, err)
+			}
+			return scalar.NewDecimal128Scalar(v, t), nil
+		}
+		if arrow.IsInteger(col.typ.ID()) && lit.lit.DataType().ID() == arrow.FLOAT64 {
+			return nil, fmt.Errorf("cannot compare integer column %s with %s: write an integer", col.name, lit.text)
+		}
+	}
+	out, err := lit.lit.CastTo(col.typ)
 	if err != nil {
-		return nil, fmt.Errorf("cannot compare column %s (%s) with %s: %w", col.name, col.typ, lit, err)
+		return nil, fmt.Errorf("cannot compare column %s (%s) with %s: %w", col.name, col.typ, lit.lit, err)
 	}
 	return out, nil
 }
@@ -412,13 +436,13 @@ func (p *parser) operand() (operand, error) {
 		return operand{col: -1, lit: scalar.NewStringScalar(t.text)}, nil
 	case t.kind == 'n':
 		if i, err := strconv.ParseInt(t.text, 10, 64); err == nil {
-			return operand{col: -1, lit: scalar.NewInt64Scalar(i)}, nil
+			return operand{col: -1, lit: scalar.NewInt64Scalar(i), text: t.text}, nil
 		}
 		f, err := strconv.ParseFloat(t.text, 64)
 		if err != nil {
 			return operand{}, fmt.Errorf("bad number %q at character %d", t.text, t.at+1)
 		}
-		return operand{col: -1, lit: scalar.NewFloat64Scalar(f)}, nil
+		return operand{col: -1, lit: scalar.NewFloat64Scalar(f), text: t.text}, nil
 	case isKeyword(t, "TRUE", "FALSE"):
 		return operand{col: -1, lit: scalar.NewBooleanScalar(strings.EqualFold(t.text, "TRUE"))}, nil
 	case isKeyword(t, "DATE", "TIMESTAMP"):
