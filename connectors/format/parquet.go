@@ -99,7 +99,7 @@ func OpenParquetColumns(ctx context.Context, r parquet.ReaderAtSeeker, schema *a
 	var before int64
 	for g := 0; g < pf.NumRowGroups(); g++ {
 		n := pf.MetaData().RowGroup(g).NumRows()
-		if before+n <= startRow {
+		if len(groups) == 0 && before+n <= startRow { // only the groups before startRow
 			before += n
 			continue
 		}
