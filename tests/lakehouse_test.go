@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/connectors/delta"
 	"github.com/sluicehq/sluice/internal/fixture"
@@ -204,4 +205,83 @@ func TestDeltaBackfillThenKafka(t *testing.T) {
 	require.Less(t, lastHistory, firstLive, "no live record before the last historical one")
 	require.Equal(t, int64(20_000), connector(final, "flights.history").Metrics.TotalRecords)
 	require.Equal(t, int64(10_000), connector(final, "flights.live").Metrics.TotalRecords)
+}
+
+// TestLineitemExample runs examples/lineitem.yaml: the Iceberg snapshot
+// labelled as history, then datagen once it is committed.
+func TestLineitemExample(t *testing.T) {
+	_, c := newServer(t)
+	dataDir := t.TempDir()
+	startWorker(t, c, dataDir)
+	p := loadExample(t, "lineitem.yaml")
+	p.Tables[0].Connectors[0].Transport.Config = json.RawMessage(fmt.Sprintf(`{"mode": "snapshot", "metadata_location": %q, "allow_moved_paths": true}`,
+		sharedData(t, "iceberg/lineitem_iceberg")))
+	p.StopAtEndOfInput = true
+	require.NoError(t, pipeline.Validate(p, builtin.Registry()))
+	run := startPipeline(t, c, workflows.Input{Pipeline: *p})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var final workflows.PipelineStats
+	require.NoError(t, run.Get(ctx, &final))
+
+	rows := readTable(t, dataDir, "lineitem", "lineitem")
+	require.Len(t, rows, 51793+10000)
+	var sum int64
+	for _, r := range rows {
+		if r.conn == "history" {
+			sum += r.values[0].(int64)
+		}
+	}
+	require.Equal(t, int64(1553321902), sum, "sum(l_orderkey) of the current snapshot (LAKEHOUSE.md)")
+	lastHistory, firstLive := switchOrder(rows, "history")
+	require.Less(t, lastHistory, firstLive, "no live row before the last historical one")
+	history := connector(final, "lineitem.history")
+	require.True(t, history.Metrics.EndOfInput)
+	require.JSONEq(t, `{"snapshot_id": 2354745328521181395, "file": 0, "row": 51793}`, string(history.Checkpoint))
+}
+
+// TestS3Pipeline reads two S3 objects (the first fifteenth of
+// flights-3m.parquet each) through the whole system, while two more S3
+// connectors fail as their users would see it: a missing bucket and a
+// prefix with mixed formats are fatal_errors, not retry loops.
+func TestS3Pipeline(t *testing.T) {
+	_, c := newServer(t)
+	dataDir := t.TempDir()
+	startWorker(t, c, dataDir)
+	parts, err := fixture.SplitParquet(context.Background(), sharedData(t, "flights-3m.parquet"), 15)
+	require.NoError(t, err)
+	srv := fixture.NewS3(t)
+	srv.Put(t, "lake", "flights/2001-a.parquet", parts[0])
+	srv.Put(t, "lake", "flights/2001-b.parquet", parts[1])
+	srv.Put(t, "lake", "mixed/a.parquet", parts[2])
+	srv.Put(t, "lake", "mixed/b.csv", []byte("2001-01-01 00:00:00,1,2,SFO,LAX\n"))
+
+	p := loadExample(t, "flights.yaml")
+	s3cfg := func(bucket, prefix string) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"bucket_name": %q, "prefix": %q, %s}`, bucket, prefix, srv.Config()))
+	}
+	parquet := &pipeline.Format{Name: "parquet"}
+	p.Tables[0].Connectors = []pipeline.Connector{
+		{Name: "objects", Transport: pipeline.Transport{Name: "s3_input", Config: s3cfg("lake", "flights/")}, Format: parquet},
+		{Name: "nobucket", Transport: pipeline.Transport{Name: "s3_input", Config: s3cfg("nowhere", "")}, Format: parquet},
+		{Name: "mixed", Transport: pipeline.Transport{Name: "s3_input", Config: s3cfg("lake", "mixed/")}, Format: parquet},
+	}
+	require.NoError(t, pipeline.Validate(p, builtin.Registry()))
+	run := startPipeline(t, c, workflows.Input{Pipeline: *p})
+	var s workflows.PipelineStats
+	eventually(t, time.Minute, "objects finished, the others failed", func() bool {
+		s = stats(t, c, "flights")
+		return connector(s, "flights.objects").Finished && connector(s, "flights.nobucket").FatalError != nil && connector(s, "flights.mixed").FatalError != nil
+	})
+	objects := connector(s, "flights.objects")
+	require.Equal(t, int64(400_000), objects.Metrics.TotalRecords)
+	require.True(t, objects.Metrics.EndOfInput)
+	require.JSONEq(t, `{"key": "flights/2001-b.parquet", "row": 200000, "done": true, "end_key": "flights/2001-b.parquet"}`, string(objects.Checkpoint))
+	require.Equal(t, partsHash(t, parts[0], parts[1]), tableHash(t, dataDir, "flights", "flights"))
+	nobucket := connector(s, "flights.nobucket")
+	require.Contains(t, *nobucket.FatalError, "NoSuchBucket")
+	require.Equal(t, "unhealthy", nobucket.Health)
+	require.Contains(t, *connector(s, "flights.mixed").FatalError, "s3://lake/mixed/ holds objects that are not parquet: mixed/b.csv (csv)")
+	require.NoError(t, sluice.Command(context.Background(), c, "flights", workflows.PipelineStop, nil))
+	require.NoError(t, run.Get(context.Background(), nil))
 }

@@ -18,6 +18,11 @@
 //     and the Temporal actions spent (history events plus heartbeats) per
 //     second and per million records, at two input sizes;
 //
+//   - snapshot reads: flights-3m.parquet as one S3 object (gofakes3 over
+//     HTTP) and as a one-file Delta table, into the table store, each as a
+//     ratio to a plain arrow-go read of the same bytes (one GetObject for
+//     S3, the data file for Delta) with the same Parquet writes;
+//
 //   - peak RSS of this process (the Temporal server, worker and data path).
 //
 //     go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10] [-kafka 1000000]
@@ -36,6 +41,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"go.temporal.io/sdk/client"
@@ -117,6 +123,10 @@ func run(data string, runs, kafkaRecords int) error {
 	if err != nil {
 		return err
 	}
+	lakehouse, err := benchLakehouse(ctx, c, dataDir, data, tmp)
+	if err != nil {
+		return err
+	}
 	rssBeforeKafka := peakRSS()
 	var kafka []kafkaResult
 	if kafkaRecords > 0 {
@@ -135,6 +145,9 @@ func run(data string, runs, kafkaRecords int) error {
 	fmt.Printf("  throughput ratio (sluice/plain): %.2f   (target >= 0.8)\n", base.Seconds()/sluiceTime.Seconds())
 	fmt.Printf("pause latency, update -> last commit (%d samples): p50 %s  p95 %s   (target p95 <= 2s)\n", len(pauses), pct(pauses, 50), pct(pauses, 95))
 	fmt.Printf("start_after switch, last backfill commit -> first live commit (%d samples): p50 %s  p95 %s   (target p95 <= 1s)\n", len(switches), pct(switches, 50), pct(switches, 95))
+	for _, r := range lakehouse {
+		r.print()
+	}
 	for _, r := range kafka {
 		r.print()
 	}
@@ -147,29 +160,40 @@ func run(data string, runs, kafkaRecords int) error {
 // (columns plus the weight column, same writer properties), like a commit.
 func baseline(src, dst string) (time.Duration, int64, error) {
 	start := time.Now()
-	f, err := file.OpenParquetFile(src, false)
+	f, err := os.Open(src)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer f.Close()
+	rows, err := copyParquet(f, dst)
+	return time.Since(start), rows, err
+}
+
+// copyParquet reads Parquet from r with pqarrow and writes it to dst with
+// the weight column, as the table store commits it; it returns the rows.
+func copyParquet(r parquet.ReaderAtSeeker, dst string) (int64, error) {
+	f, err := file.NewParquetReader(r)
+	if err != nil {
+		return 0, err
+	}
 	fr, err := pqarrow.NewFileReader(f, pqarrow.ArrowReadProperties{BatchSize: pipeline.DefaultMaxBatchSize}, memory.DefaultAllocator)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	rr, err := fr.GetRecordReader(context.Background(), nil, nil)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	defer rr.Release()
 	out, err := os.Create(dst)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	defer out.Close()
 	schema := pipeline.WithWeight(rr.Schema())
 	w, err := pqarrow.NewFileWriter(schema, keepOpen{out}, tablestore.WriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	var rows int64
 	for rr.Next() {
@@ -177,19 +201,19 @@ func baseline(src, dst string) (time.Duration, int64, error) {
 		cols := append(append([]arrow.Array{}, rec.Columns()...), format.Ones(memory.DefaultAllocator, int(rec.NumRows())))
 		withWeight := array.NewRecordBatch(schema, cols, rec.NumRows())
 		if err := w.WriteBuffered(withWeight); err != nil {
-			return 0, 0, err
+			return 0, err
 		}
 		cols[len(cols)-1].Release()
 		withWeight.Release()
 		rows += rec.NumRows()
 	}
 	if err := w.Close(); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	if err := out.Sync(); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	return time.Since(start), rows, nil
+	return rows, nil
 }
 
 // flights is examples/flights.yaml reading data, named name, with a short
