@@ -123,6 +123,7 @@ func run(data string, runs, kafkaRecords int) error {
 	if err != nil {
 		return err
 	}
+	rssBeforeLakehouse := peakRSS()
 	lakehouse, err := benchLakehouse(ctx, c, dataDir, data, tmp)
 	if err != nil {
 		return err
@@ -151,7 +152,8 @@ func run(data string, runs, kafkaRecords int) error {
 	for _, r := range kafka {
 		r.print()
 	}
-	fmt.Printf("peak RSS (whole process: Temporal server, worker, data path) before the Kafka figures: %s   (target <= 500 MB)\n", rssBeforeKafka)
+	fmt.Printf("peak RSS (whole process: Temporal server, worker, data path) after the backfill and latency figures: %s   (target <= 500 MB)\n", rssBeforeLakehouse)
+	fmt.Printf("peak RSS after the S3 and Delta figures (the in-process S3 server and the bench hold flights-3m.parquet): %s\n", rssBeforeKafka)
 	fmt.Printf("peak RSS at the end, with an in-process Kafka broker holding the messages: %s\n", peakRSS())
 	return nil
 }
