@@ -310,3 +310,30 @@ func TestConfigErrors(t *testing.T) {
 		`{"uri": "/t", "mode": "snapshot", "filter": "ts >= TIMESTAMP '2024-01-01 00:00:00' and (name in ('a', 'b') or not id between -5 and 5) and name is not null"}`)}}
 	require.NoError(t, reg.CheckConnector(c, sc))
 }
+
+// TestS3 reads the checkpointed table from an S3 bucket (gofakes3 over
+// HTTP): at version 10 from _last_checkpoint and the checkpoint, listing
+// _delta_log from there; at version 5 by listing the whole log.
+func TestS3(t *testing.T) {
+	srv := fixture.NewS3(t)
+	srv.PutDir(t, "lake", "tables/ckpt", fixture.Shared(t, "delta/simple_table_with_checkpoint"))
+	for _, tc := range []struct {
+		version int64
+		rows    int
+		sum     int64
+	}{{10, 11, 45}, {5, 6, 15}} {
+		c := fmt.Sprintf(`{"uri": "s3://lake/tables/ckpt", "mode": "snapshot", "version": %d, %s}`, tc.version, srv.Config())
+		d := read(t, c, schema("version INT"), nil, 0)
+		rows := table(t, d.Rows)
+		require.Len(t, rows, tc.rows)
+		require.Equal(t, tc.sum, sum(t, rows))
+	}
+	follow := read(t, fmt.Sprintf(`{"uri": "s3://lake/tables/ckpt", "mode": "follow", "start_version": 3, "end_version": 10, %s}`, srv.Config()), schema("version INT"), nil, 0)
+	require.Equal(t, []string{"0", "3", "4", "5", "6", "7", "8", "9"}, table(t, follow.Rows))
+
+	src, err := newSource(t, `{"uri": "s3://nowhere/t", "mode": "snapshot", `+srv.Config()+`}`, schema("version INT"))
+	require.NoError(t, err)
+	err = src.Open(context.Background(), nil)
+	require.ErrorIs(t, err, connectors.ErrFatal)
+	require.ErrorContains(t, err, "NoSuchBucket")
+}

@@ -189,3 +189,15 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestS3 reads lineitem from an S3 bucket (gofakes3 over HTTP), its
+// relative paths relocated under s3://lake/warehouse/lineitem_iceberg.
+func TestS3(t *testing.T) {
+	srv := fixture.NewS3(t)
+	srv.PutDir(t, "lake", "warehouse/lineitem_iceberg", fixture.Shared(t, "iceberg/lineitem_iceberg"))
+	cfg := fmt.Sprintf(`{"mode": "snapshot", "metadata_location": "s3://lake/warehouse/lineitem_iceberg", "allow_moved_paths": true, %s}`, srv.Config())
+	d := read(t, cfg, lineitem, nil, 0, false)
+	require.Equal(t, int64(51793), d.Hash.Count)
+	want := read(t, fmt.Sprintf(`{"mode": "snapshot", "metadata_location": %q, "allow_moved_paths": true}`, fixture.Shared(t, "iceberg/lineitem_iceberg")), lineitem, nil, 0, false)
+	require.Equal(t, want.Hash, d.Hash, "the same rows as from the local copy")
+}
