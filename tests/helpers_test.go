@@ -3,11 +3,15 @@ package tests
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"hash/maphash"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -221,3 +225,47 @@ func switchOrder(rows []storedRow, history string) (lastHistory, firstLive int64
 	}
 	return lastHistory, firstLive
 }
+
+// duckdb runs one query with DuckDB (tests/duckdb, from npm), a Parquet
+// reader independent of arrow-go, and returns its rows with values as
+// JSON gives them (BIGINT and DECIMAL as strings). It installs the npm
+// package on first use. Without node and npm the test fails in CI and is
+// skipped elsewhere.
+func duckdb(t *testing.T, query string) []map[string]any {
+	t.Helper()
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is needed to check the table store with DuckDB", tool)
+			}
+			t.Skipf("%s is not installed: DuckDB checks need Node.js", tool)
+		}
+	}
+	duckdbOnce.Do(func() {
+		if _, err := os.Stat(filepath.Join("duckdb", "node_modules", "@duckdb", "node-api")); err == nil {
+			return
+		}
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = "duckdb"
+		out, err := cmd.CombinedOutput()
+		duckdbErr = err
+		if err != nil {
+			duckdbErr = fmt.Errorf("npm ci in tests/duckdb: %w\n%s", err, out)
+		}
+	})
+	require.NoError(t, duckdbErr)
+	out, err := exec.Command("node", filepath.Join("duckdb", "query.mjs"), query).Output()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		t.Fatalf("duckdb %q: %s", query, exit.Stderr)
+	}
+	require.NoError(t, err)
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal(out, &rows), string(out))
+	return rows
+}
+
+var (
+	duckdbOnce sync.Once
+	duckdbErr  error
+)
