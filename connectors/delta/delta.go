@@ -82,9 +82,8 @@ func New(p connectors.Params) (connectors.Source, error) {
 		return nil, err
 	}
 	s := &Source{cfg: cfg, p: p, loaded: -1}
-	s.filter, _ = predicate.Parse(cfg.Filter, p.Schema)
-	if cfg.Filter == "" {
-		s.filter = nil
+	if cfg.Filter != "" { // Validate parsed both already
+		s.filter, _ = predicate.Parse(cfg.Filter, p.Schema)
 	}
 	if cfg.SnapshotFilter != "" {
 		s.snapFilter, _ = predicate.Parse(cfg.SnapshotFilter, p.Schema)
@@ -373,15 +372,12 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 			s.cur = r
 			continue
 		}
-		// The phase or the commit is done.
-		if s.cp.Phase == PhaseSnapshot {
-			if s.cfg.Mode == ModeSnapshot {
-				return connectors.Batch{}, connectors.ErrEndOfInput
-			}
-			s.cp = Checkpoint{Phase: PhaseFollow, Version: s.cp.Version + 1}
-		} else {
-			s.cp = Checkpoint{Phase: PhaseFollow, Version: s.cp.Version + 1}
+		// The snapshot or the followed commit is done: follow the next
+		// version, unless this was snapshot mode's snapshot.
+		if s.cp.Phase == PhaseSnapshot && s.cfg.Mode == ModeSnapshot {
+			return connectors.Batch{}, connectors.ErrEndOfInput
 		}
+		s.cp = Checkpoint{Phase: PhaseFollow, Version: s.cp.Version + 1}
 		cp, _ := json.Marshal(s.cp)
 		return connectors.Batch{Checkpoint: cp}, nil
 	}
