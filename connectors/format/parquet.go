@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -40,14 +41,73 @@ type ParquetReader struct {
 // A file that is not Parquet, or whose columns cannot be cast to the
 // table's types, is a fatal error.
 func OpenParquet(ctx context.Context, r parquet.ReaderAtSeeker, schema *arrow.Schema, alloc memory.Allocator, batchSize int, startRow int64) (*ParquetReader, error) {
-	return OpenParquetColumns(ctx, r, schema, nil, alloc, batchSize, startRow)
+	return OpenParquetMatched(ctx, r, schema, ByName(nil), alloc, batchSize, startRow)
 }
 
 // OpenParquetColumns is [OpenParquet] with the file's column name for
-// each table column: fileNames[i] is read as schema.Field(i) ("" or a
-// short slice: the table column's own name). Delta Lake's column mapping
-// uses it, where files name columns by their physical names.
+// each table column ([ByName]). Delta Lake's column mapping uses it, where
+// files name columns by their physical names.
 func OpenParquetColumns(ctx context.Context, r parquet.ReaderAtSeeker, schema *arrow.Schema, fileNames []string, alloc memory.Allocator, batchSize int, startRow int64) (*ParquetReader, error) {
+	return OpenParquetMatched(ctx, r, schema, ByName(fileNames), alloc, batchSize, startRow)
+}
+
+// ColumnMatcher picks the file column read as table column i: an index
+// into fileSchema's top-level fields, or -1 when the file has none (the
+// column is then NULL, or an error if it is NOT NULL). The name it
+// returns is the column's name in the file, for messages.
+type ColumnMatcher func(i int, table arrow.Field, fileSchema *arrow.Schema) (index int, name string)
+
+// ByName matches by name: fileNames[i] for table column i, or the table
+// column's own name where fileNames has "" or is too short; exactly,
+// else case-insensitively.
+func ByName(fileNames []string) ColumnMatcher {
+	return func(i int, table arrow.Field, fileSchema *arrow.Schema) (int, string) {
+		name := table.Name
+		if i < len(fileNames) && fileNames[i] != "" {
+			name = fileNames[i]
+		}
+		if idx := fileSchema.FieldIndices(name); len(idx) > 0 {
+			return idx[0], name
+		}
+		for j, ff := range fileSchema.Fields() {
+			if strings.EqualFold(ff.Name, name) {
+				return j, name
+			}
+		}
+		return -1, name
+	}
+}
+
+// ByFieldID matches by Parquet field id (the PARQUET:field_id metadata
+// arrow-go sets), as Iceberg readers must (Iceberg spec, "Column
+// Projection"): ids[i] for table column i, 0 for none. Files written
+// without field ids, and table columns without an id, fall back to
+// fallback.
+func ByFieldID(ids []int, fallback ColumnMatcher) ColumnMatcher {
+	return func(i int, table arrow.Field, fileSchema *arrow.Schema) (int, string) {
+		if i < len(ids) && ids[i] > 0 {
+			want := strconv.Itoa(ids[i])
+			hasIDs := false
+			for j, ff := range fileSchema.Fields() {
+				id, ok := ff.Metadata.GetValue("PARQUET:field_id")
+				if !ok || id == "-1" {
+					continue
+				}
+				hasIDs = true
+				if id == want {
+					return j, ff.Name
+				}
+			}
+			if hasIDs {
+				return -1, "field id " + want
+			}
+		}
+		return fallback(i, table, fileSchema)
+	}
+}
+
+// OpenParquetMatched is [OpenParquet] with the columns matched by match.
+func OpenParquetMatched(ctx context.Context, r parquet.ReaderAtSeeker, schema *arrow.Schema, match ColumnMatcher, alloc memory.Allocator, batchSize int, startRow int64) (*ParquetReader, error) {
 	pf, err := file.NewParquetReader(r, file.WithReadProps(parquet.NewReaderProperties(alloc)))
 	if err != nil {
 		return nil, connectors.Fatal(fmt.Errorf("not a Parquet file: %w", err))
@@ -65,20 +125,8 @@ func OpenParquetColumns(ctx context.Context, r parquet.ReaderAtSeeker, schema *a
 	p := &ParquetReader{alloc: alloc, schema: schema, change: pipeline.WithWeight(schema), pf: pf, row: startRow}
 	var leaves []int
 	for fi, f := range schema.Fields() {
-		name := f.Name
-		if fi < len(fileNames) && fileNames[fi] != "" {
-			name = fileNames[fi]
-		}
-		idx := fileSchema.FieldIndices(name)
-		if len(idx) == 0 {
-			for i, ff := range fileSchema.Fields() {
-				if strings.EqualFold(ff.Name, name) {
-					idx = []int{i}
-					break
-				}
-			}
-		}
-		if len(idx) == 0 {
+		at, name := match(fi, f, fileSchema)
+		if at < 0 {
 			if !f.Nullable {
 				pf.Close()
 				return nil, connectors.Fatal(fmt.Errorf("the Parquet file has no column %q for NOT NULL column %s", name, f.Name))
@@ -86,6 +134,7 @@ func OpenParquetColumns(ctx context.Context, r parquet.ReaderAtSeeker, schema *a
 			p.cols = append(p.cols, -1)
 			continue
 		}
+		idx := []int{at}
 		ft := fileSchema.Field(idx[0]).Type
 		if !arrow.TypeEqual(ft, f.Type) && !compute.CanCast(ft, f.Type) {
 			pf.Close()

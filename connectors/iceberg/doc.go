@@ -9,7 +9,9 @@
 // the planned Parquet data files one after another with arrow-go, so that
 // its checkpoint can be the snapshot id, the index of the data file (in
 // path order) and the row within it, and a resumed connector neither skips
-// nor re-reads a row. Tables whose scan needs delete files (position or
+// nor re-reads a row. Columns are matched by Iceberg field id (by name in
+// files written without ids), so a renamed column reads from files
+// written before the rename. Tables whose scan needs delete files (position or
 // equality deletes, deletion vectors) are refused with a clear error
 // rather than read with deleted rows.
 package iceberg

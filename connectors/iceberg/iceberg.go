@@ -45,6 +45,7 @@ type Source struct {
 	tbl   *table.Table
 	cp    Checkpoint
 	files []string              // data files of the snapshot, sorted
+	ids   []int                 // the Iceberg field id of each table column, 0 if none
 	cur   *format.ParquetReader // owns and closes its data file
 }
 
@@ -219,6 +220,19 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 		s.files = append(s.files, t.File.FilePath())
 	}
 	sort.Strings(s.files)
+	// Data files are matched by field id, so files written before a
+	// column was renamed still read into it (Iceberg spec, "Column
+	// Projection"); table columns name the current schema's fields.
+	cur := s.tbl.Schema()
+	for _, f := range s.p.Schema.Fields() {
+		id := 0
+		if nf, ok := cur.FindFieldByName(f.Name); ok {
+			id = nf.ID
+		} else if nf, ok := cur.FindFieldByNameCaseInsensitive(f.Name); ok {
+			id = nf.ID
+		}
+		s.ids = append(s.ids, id)
+	}
 	return nil
 }
 
@@ -253,7 +267,7 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 		if err != nil {
 			return connectors.Batch{}, connectors.Fatal(fmt.Errorf("iceberg table %s snapshot %d: %w", s.tbl.Location(), s.cp.SnapshotID, err))
 		}
-		pq, err := format.OpenParquet(ctx, f, s.p.Schema, s.p.Alloc(), s.p.BatchSize, s.cp.Row)
+		pq, err := format.OpenParquetMatched(ctx, f, s.p.Schema, format.ByFieldID(s.ids, format.ByName(nil)), s.p.Alloc(), s.p.BatchSize, s.cp.Row)
 		if err != nil {
 			f.Close()
 			return connectors.Batch{}, fmt.Errorf("%s: %w", name, err)

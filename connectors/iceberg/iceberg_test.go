@@ -245,3 +245,39 @@ func TestDeleteFilesRefused(t *testing.T) {
 	require.ErrorIs(t, err, connectors.ErrFatal)
 	require.ErrorContains(t, err, "has 1 delete files (position or equality deletes, or deletion vectors), which Sluice does not support yet")
 }
+
+// TestRenamedColumn renames a column between two appends (iceberg-go's
+// schema evolution): the older file still calls it by its old name, and
+// both files read into the column by its field id.
+func TestRenamedColumn(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "catalog.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	cat, err := sqlcat.NewCatalog("default", db, sqlcat.SQLite, iceberggo.Properties{})
+	require.NoError(t, err)
+	require.NoError(t, cat.CreateNamespace(ctx, []string{"ns"}, nil))
+	sc := iceberggo.NewSchema(0, iceberggo.NestedField{ID: 1, Name: "id", Type: iceberggo.PrimitiveTypes.Int64})
+	tbl, err := cat.CreateTable(ctx, []string{"ns", "t"}, sc, catalog.WithLocation("file://"+filepath.Join(dir, "t")))
+	require.NoError(t, err)
+	appendIDs := func(name string, ids ...int64) {
+		rec := fixture.Int64s(name, ids...)
+		defer rec.Release()
+		rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
+		require.NoError(t, err)
+		tbl, err = tbl.Append(ctx, rdr, nil)
+		require.NoError(t, err)
+	}
+	appendIDs("id", 1, 2)
+	tx := tbl.NewTransaction()
+	require.NoError(t, tx.UpdateSchema(true, false).RenameColumn([]string{"id"}, "flight_id").Commit())
+	tbl, err = tx.Commit(ctx)
+	require.NoError(t, err)
+	appendIDs("flight_id", 3)
+
+	cfg := fmt.Sprintf(`{"mode": "snapshot", "catalog_type": "sql", "sql.uri": %q, "sql.driver": "sqlite", "table_name": "ns.t"}`, filepath.Join(dir, "catalog.db"))
+	d := read(t, cfg, schema("flight_id BIGINT"), nil, 0, true)
+	sort.Strings(d.Rows)
+	require.Equal(t, []string{"1|+1", "2|+1", "3|+1"}, d.Rows, "no NULLs from the file written before the rename")
+}
