@@ -2,9 +2,7 @@ package delta
 
 import (
 	"errors"
-	"fmt"
 	"net/url"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -60,16 +58,6 @@ type Config struct {
 	TransactionMode   string `json:"transaction_mode,omitempty"`
 }
 
-// datetime parses Datetime.
-func (c *Config) datetime() (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, c.Datetime, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("want RFC 3339 (2024-01-02T15:04:05Z) or 2024-01-02 15:04:05, got %q", c.Datetime)
-}
-
 // Validate reports every problem with the config at once, with paths
 // relative to the transport config. schema is the table's.
 func (c *Config) Validate(schema *arrow.Schema) error {
@@ -93,7 +81,7 @@ func (c *Config) Validate(schema *arrow.Schema) error {
 		errs = append(errs, connectors.TransportError("version", "must not be negative"))
 	}
 	if c.Datetime != "" {
-		if _, err := c.datetime(); err != nil {
+		if _, err := connectors.ParseDatetime(c.Datetime); err != nil {
 			errs = append(errs, connectors.TransportError("datetime", "%v", err))
 		}
 	}

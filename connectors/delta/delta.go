@@ -141,7 +141,7 @@ func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
 	case s.cfg.Version != nil:
 		v = *s.cfg.Version
 	case s.cfg.Datetime != "":
-		t, _ := s.cfg.datetime()
+		t, _ := connectors.ParseDatetime(s.cfg.Datetime)
 		v, err = versionAt(ctx, s.st, t)
 	default:
 		v, err = s.latest(ctx)

@@ -18,21 +18,8 @@ import (
 	"github.com/sluicehq/sluice/connectors"
 	"github.com/sluicehq/sluice/connectors/delta"
 	"github.com/sluicehq/sluice/internal/fixture"
-	"github.com/sluicehq/sluice/pipeline"
 )
 
-func schema(cols ...string) *arrow.Schema {
-	var fs []arrow.Field
-	for _, c := range cols {
-		name, typ, _ := strings.Cut(c, " ")
-		dt, err := pipeline.ArrowType(typ)
-		if err != nil {
-			panic(err)
-		}
-		fs = append(fs, arrow.Field{Name: name, Type: dt, Nullable: true})
-	}
-	return arrow.NewSchema(fs, nil)
-}
 
 func newSource(t *testing.T, cfg string, sc *arrow.Schema) (connectors.Source, error) {
 	return delta.New(connectors.Params{Endpoint: "t.delta", Config: json.RawMessage(cfg), Schema: sc, BatchSize: 1000,
@@ -105,15 +92,15 @@ func TestSnapshotVersions(t *testing.T) {
 		sum     int64
 		values  []string // sorted, when checked one by one
 	}{
-		{"simple_table v0 write", simple, schema("id BIGINT"), 0, 5, 10, []string{"0", "1", "2", "3", "4"}},
-		{"simple_table v1 merge", simple, schema("id BIGINT"), 1, 20, 190, nil},
-		{"simple_table v2 overwrite", simple, schema("id BIGINT"), 2, 5, 35, []string{"5", "6", "7", "8", "9"}},
-		{"simple_table v3 update", simple, schema("id BIGINT"), 3, 5, 235, []string{"106", "108", "5", "7", "9"}},
-		{"simple_table v4 delete", simple, schema("id BIGINT"), 4, 3, 21, []string{"5", "7", "9"}},
-		{"delta-0.8.0 v0", v080, schema("value INT"), 0, 5, 10, []string{"0", "1", "2", "3", "4"}},
-		{"delta-0.8.0 v1 delete rewrites a file", v080, schema("value INT"), 1, 4, 7, []string{"0", "1", "2", "4"}},
-		{"checkpoint table v5 from JSON", ckpt, schema("version INT"), 5, 6, 15, nil},
-		{"checkpoint table v10 from the checkpoint", ckpt, schema("version INT"), 10, 11, 45, []string{"0", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}},
+		{"simple_table v0 write", simple, fixture.Schema("id BIGINT"), 0, 5, 10, []string{"0", "1", "2", "3", "4"}},
+		{"simple_table v1 merge", simple, fixture.Schema("id BIGINT"), 1, 20, 190, nil},
+		{"simple_table v2 overwrite", simple, fixture.Schema("id BIGINT"), 2, 5, 35, []string{"5", "6", "7", "8", "9"}},
+		{"simple_table v3 update", simple, fixture.Schema("id BIGINT"), 3, 5, 235, []string{"106", "108", "5", "7", "9"}},
+		{"simple_table v4 delete", simple, fixture.Schema("id BIGINT"), 4, 3, 21, []string{"5", "7", "9"}},
+		{"delta-0.8.0 v0", v080, fixture.Schema("value INT"), 0, 5, 10, []string{"0", "1", "2", "3", "4"}},
+		{"delta-0.8.0 v1 delete rewrites a file", v080, fixture.Schema("value INT"), 1, 4, 7, []string{"0", "1", "2", "4"}},
+		{"checkpoint table v5 from JSON", ckpt, fixture.Schema("version INT"), 5, 6, 15, nil},
+		{"checkpoint table v10 from the checkpoint", ckpt, fixture.Schema("version INT"), 10, 11, 45, []string{"0", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := read(t, cfg(tc.uri, fmt.Sprintf(`"mode": "snapshot", "version": %d`, tc.version)), tc.sc, nil, 0)
@@ -132,7 +119,7 @@ func TestSnapshotVersions(t *testing.T) {
 // strings; the data files hold only c3. A filter mixes both kinds.
 func TestPartitionValues(t *testing.T) {
 	uri := fixture.Shared(t, "delta/delta-2.2.0-partitioned-types")
-	sc := schema("c1 INT", "c2 VARCHAR", "c3 INT")
+	sc := fixture.Schema("c1 INT", "c2 VARCHAR", "c3 INT")
 	d := read(t, cfg(uri, `"mode": "snapshot"`), sc, nil, 0)
 	require.Equal(t, []string{"4|c|5", "5|b|6", "6|a|4"}, table(t, d.Rows))
 
@@ -154,9 +141,9 @@ func TestFollowEqualsSnapshot(t *testing.T) {
 		sc    *arrow.Schema
 		last  int64
 	}{
-		{"delta/simple_table", schema("id BIGINT"), 4},
-		{"delta/delta-0.8.0", schema("value INT"), 1},
-		{"delta/simple_table_with_checkpoint", schema("version INT"), 10},
+		{"delta/simple_table", fixture.Schema("id BIGINT"), 4},
+		{"delta/delta-0.8.0", fixture.Schema("value INT"), 1},
+		{"delta/simple_table_with_checkpoint", fixture.Schema("version INT"), 10},
 	} {
 		uri := fixture.Shared(t, tc.table)
 		for v := int64(0); v <= tc.last; v++ {
@@ -168,7 +155,7 @@ func TestFollowEqualsSnapshot(t *testing.T) {
 			})
 		}
 	}
-	d := read(t, cfg(fixture.Shared(t, "delta/delta-0.8.0"), `"mode": "follow", "version": 0, "end_version": 1`), schema("value INT"), nil, 0)
+	d := read(t, cfg(fixture.Shared(t, "delta/delta-0.8.0"), `"mode": "follow", "version": 0, "end_version": 1`), fixture.Schema("value INT"), nil, 0)
 	sort.Strings(d.Rows)
 	require.Equal(t, []string{"2|+1", "2|-1", "3|-1", "4|+1", "4|-1"}, d.Rows)
 }
@@ -179,7 +166,7 @@ func TestFollowEqualsSnapshot(t *testing.T) {
 func TestResumeEverywhere(t *testing.T) {
 	uri := fixture.Shared(t, "delta/simple_table")
 	c := cfg(uri, `"mode": "snapshot_and_follow", "version": 1, "end_version": 4`)
-	sc := schema("id BIGINT")
+	sc := fixture.Schema("id BIGINT")
 	whole := read(t, c, sc, nil, 0)
 	var got []string
 	var cp connectors.Checkpoint
@@ -199,10 +186,10 @@ func TestResumeEverywhere(t *testing.T) {
 func TestDatetime(t *testing.T) {
 	uri := fixture.Shared(t, "delta/simple_table")
 	at := time.UnixMilli(1587968604143 + 1000).UTC().Format(time.RFC3339) // a second after version 2's commit
-	d := read(t, cfg(uri, fmt.Sprintf(`"mode": "snapshot", "datetime": %q`, at)), schema("id BIGINT"), nil, 0)
+	d := read(t, cfg(uri, fmt.Sprintf(`"mode": "snapshot", "datetime": %q`, at)), fixture.Schema("id BIGINT"), nil, 0)
 	require.Equal(t, []string{"5", "6", "7", "8", "9"}, table(t, d.Rows))
 
-	src, err := newSource(t, cfg(uri, `"mode": "snapshot", "datetime": "2019-01-01 00:00:00"`), schema("id BIGINT"))
+	src, err := newSource(t, cfg(uri, `"mode": "snapshot", "datetime": "2019-01-01 00:00:00"`), fixture.Schema("id BIGINT"))
 	require.NoError(t, err)
 	_, err = src.(connectors.Resolver).Resolve(context.Background())
 	require.ErrorIs(t, err, connectors.ErrFatal)
@@ -230,11 +217,11 @@ func TestCheckpointOnly(t *testing.T) {
 	for v := 0; v <= 10; v++ {
 		require.NoError(t, os.Remove(filepath.Join(dir, "_delta_log", fmt.Sprintf("%020d.json", v))))
 	}
-	d := read(t, cfg(dir, `"mode": "snapshot"`), schema("version INT"), nil, 0)
+	d := read(t, cfg(dir, `"mode": "snapshot"`), fixture.Schema("version INT"), nil, 0)
 	require.Len(t, table(t, d.Rows), 11)
 	require.Equal(t, int64(45), sum(t, table(t, d.Rows)))
 
-	src, err := newSource(t, cfg(dir, `"mode": "snapshot", "version": 5`), schema("version INT"))
+	src, err := newSource(t, cfg(dir, `"mode": "snapshot", "version": 5`), fixture.Schema("version INT"))
 	require.NoError(t, err)
 	err = src.Open(context.Background(), nil)
 	require.ErrorIs(t, err, connectors.ErrFatal)
@@ -263,7 +250,7 @@ func TestColumnMapping(t *testing.T) {
 	defer rec.Release()
 	dir := writeTable(t, `{"minReaderVersion":2,"minWriterVersion":5}`, `{"delta.columnMapping.mode":"name","delta.columnMapping.maxColumnId":"1"}`,
 		`{"name":"id","type":"long","nullable":true,"metadata":{"delta.columnMapping.id":1,"delta.columnMapping.physicalName":"col-5f422f40-de70-45b2-88ab-1d5c90e94db1"}}`, rec)
-	d := read(t, cfg(dir, `"mode": "snapshot", "filter": "id >= 8"`), schema("id BIGINT"), nil, 0)
+	d := read(t, cfg(dir, `"mode": "snapshot", "filter": "id >= 8"`), fixture.Schema("id BIGINT"), nil, 0)
 	require.Equal(t, []string{"8", "9"}, table(t, d.Rows))
 }
 
@@ -274,7 +261,7 @@ func TestUnsupportedReaderFeatures(t *testing.T) {
 	defer rec.Release()
 	dir := writeTable(t, `{"minReaderVersion":3,"minWriterVersion":7,"readerFeatures":["deletionVectors","columnMapping","v2Checkpoint"],"writerFeatures":["deletionVectors"]}`,
 		`{}`, `{"name":"id","type":"long","nullable":true,"metadata":{}}`, rec)
-	src, err := newSource(t, cfg(dir, `"mode": "snapshot"`), schema("id BIGINT"))
+	src, err := newSource(t, cfg(dir, `"mode": "snapshot"`), fixture.Schema("id BIGINT"))
 	require.NoError(t, err)
 	err = src.Open(context.Background(), nil)
 	require.ErrorIs(t, err, connectors.ErrFatal)
@@ -282,9 +269,7 @@ func TestUnsupportedReaderFeatures(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	reg := connectors.NewRegistry()
-	require.NoError(t, reg.Register("delta_table_input", delta.New))
-	sc := schema("id BIGINT", "ts TIMESTAMP", "name VARCHAR")
+	sc := fixture.Schema("id BIGINT", "ts TIMESTAMP", "name VARCHAR")
 	for _, tc := range []struct{ name, cfg, want string }{
 		{"nothing", `{}`, "transport.config.uri: required\ntransport.config.mode: required: snapshot, follow or snapshot_and_follow"},
 		{"bad mode", `{"uri": "/t", "mode": "cdc"}`, `transport.config.mode: want snapshot, follow or snapshot_and_follow, got "cdc"`},
@@ -300,15 +285,11 @@ func TestConfigErrors(t *testing.T) {
 		{"uri scheme", `{"uri": "gs://b/t", "mode": "snapshot"}`, `transport.config.uri: want a local path, file:// or s3://, got "gs://b/t"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &pipeline.Connector{Name: "c", Transport: pipeline.Transport{Name: "delta_table_input", Config: json.RawMessage(tc.cfg)}}
-			err := reg.CheckConnector(c, sc)
-			require.Error(t, err)
-			require.Equal(t, tc.want, err.Error())
+			require.Equal(t, tc.want, fixture.ConfigError("delta_table_input", delta.New, tc.cfg, sc))
 		})
 	}
-	c := &pipeline.Connector{Name: "c", Transport: pipeline.Transport{Name: "delta_table_input", Config: json.RawMessage(
-		`{"uri": "/t", "mode": "snapshot", "filter": "ts >= TIMESTAMP '2024-01-01 00:00:00' and (name in ('a', 'b') or not id between -5 and 5) and name is not null"}`)}}
-	require.NoError(t, reg.CheckConnector(c, sc))
+	require.Empty(t, fixture.ConfigError("delta_table_input", delta.New,
+		`{"uri": "/t", "mode": "snapshot", "filter": "ts >= TIMESTAMP '2024-01-01 00:00:00' and (name in ('a', 'b') or not id between -5 and 5) and name is not null"}`, sc))
 }
 
 // TestS3 reads the checkpointed table from an S3 bucket (gofakes3 over
@@ -323,15 +304,15 @@ func TestS3(t *testing.T) {
 		sum     int64
 	}{{10, 11, 45}, {5, 6, 15}} {
 		c := fmt.Sprintf(`{"uri": "s3://lake/tables/ckpt", "mode": "snapshot", "version": %d, %s}`, tc.version, srv.Config())
-		d := read(t, c, schema("version INT"), nil, 0)
+		d := read(t, c, fixture.Schema("version INT"), nil, 0)
 		rows := table(t, d.Rows)
 		require.Len(t, rows, tc.rows)
 		require.Equal(t, tc.sum, sum(t, rows))
 	}
-	follow := read(t, fmt.Sprintf(`{"uri": "s3://lake/tables/ckpt", "mode": "follow", "start_version": 3, "end_version": 10, %s}`, srv.Config()), schema("version INT"), nil, 0)
+	follow := read(t, fmt.Sprintf(`{"uri": "s3://lake/tables/ckpt", "mode": "follow", "start_version": 3, "end_version": 10, %s}`, srv.Config()), fixture.Schema("version INT"), nil, 0)
 	require.Equal(t, []string{"0", "3", "4", "5", "6", "7", "8", "9"}, table(t, follow.Rows))
 
-	src, err := newSource(t, `{"uri": "s3://nowhere/t", "mode": "snapshot", `+srv.Config()+`}`, schema("version INT"))
+	src, err := newSource(t, `{"uri": "s3://nowhere/t", "mode": "snapshot", `+srv.Config()+`}`, fixture.Schema("version INT"))
 	require.NoError(t, err)
 	err = src.Open(context.Background(), nil)
 	require.ErrorIs(t, err, connectors.ErrFatal)

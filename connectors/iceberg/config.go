@@ -2,9 +2,7 @@ package iceberg
 
 import (
 	"errors"
-	"fmt"
 	"strings"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -64,15 +62,6 @@ type Config struct {
 
 var dialects = map[string]string{"pgx": "postgres", "postgres": "postgres", "mysql": "mysql", "sqlite": "sqlite"}
 
-func (c *Config) datetime() (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, c.Datetime, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("want RFC 3339 (2024-01-02T15:04:05Z) or 2024-01-02 15:04:05, got %q", c.Datetime)
-}
-
 // Validate reports every problem at once, with paths relative to the
 // transport config.
 func (c *Config) Validate(schema *arrow.Schema) error {
@@ -120,7 +109,7 @@ func (c *Config) Validate(schema *arrow.Schema) error {
 		errs = append(errs, connectors.TransportError("datetime", "set snapshot_id or datetime, not both"))
 	}
 	if c.Datetime != "" {
-		if _, err := c.datetime(); err != nil {
+		if _, err := connectors.ParseDatetime(c.Datetime); err != nil {
 			errs = append(errs, connectors.TransportError("datetime", "%v", err))
 		}
 	}

@@ -153,7 +153,7 @@ func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
 			return nil, connectors.Fatal(fmt.Errorf("iceberg table %s has no snapshot %d", s.tbl.Location(), *s.cfg.SnapshotID))
 		}
 	case s.cfg.Datetime != "":
-		t, _ := s.cfg.datetime()
+		t, _ := connectors.ParseDatetime(s.cfg.Datetime)
 		if snap = s.snapshotAsOf(t.UnixMilli()); snap == nil {
 			return nil, connectors.Fatal(fmt.Errorf("iceberg table %s has no snapshot at or before %s", s.tbl.Location(), s.cfg.Datetime))
 		}

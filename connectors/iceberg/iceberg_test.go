@@ -22,23 +22,10 @@ import (
 	"github.com/sluicehq/sluice/connectors"
 	"github.com/sluicehq/sluice/connectors/iceberg"
 	"github.com/sluicehq/sluice/internal/fixture"
-	"github.com/sluicehq/sluice/pipeline"
 )
 
-func schema(cols ...string) *arrow.Schema {
-	var fs []arrow.Field
-	for _, c := range cols {
-		name, typ, _ := strings.Cut(c, " ")
-		dt, err := pipeline.ArrowType(typ)
-		if err != nil {
-			panic(err)
-		}
-		fs = append(fs, arrow.Field{Name: name, Type: dt, Nullable: true})
-	}
-	return arrow.NewSchema(fs, nil)
-}
 
-var lineitem = schema("l_orderkey BIGINT", "l_partkey BIGINT", "l_suppkey BIGINT", "l_linenumber BIGINT",
+var lineitem = fixture.Schema("l_orderkey BIGINT", "l_partkey BIGINT", "l_suppkey BIGINT", "l_linenumber BIGINT",
 	"l_quantity DECIMAL(15,2)", "l_extendedprice DECIMAL(15,2)", "l_discount DECIMAL(15,2)", "l_tax DECIMAL(15,2)",
 	"l_returnflag VARCHAR", "l_linestatus VARCHAR", "l_shipdate DATE", "l_commitdate DATE", "l_receiptdate DATE",
 	"l_shipinstruct VARCHAR", "l_shipmode VARCHAR", "l_comment VARCHAR")
@@ -92,7 +79,7 @@ func TestLineitemSnapshots(t *testing.T) {
 // (Iceberg Java 1.8.1), by snapshot id and by time, value by value.
 func TestNullsAndSnapshots(t *testing.T) {
 	dir := fixture.Shared(t, "iceberg/is_null_is_not_null")
-	sc := schema("id BIGINT", "value VARCHAR")
+	sc := fixture.Schema("id BIGINT", "value VARCHAR")
 	all := []string{"1|NULL|+1", "2|NULL|+1", "3|NULL|+1", "4|foo|+1", "5|bar|+1", "6|baz|+1", "7|NULL|+1", "8|blah|+1"}
 	for _, tc := range []struct {
 		name, option string
@@ -114,7 +101,7 @@ func TestNullsAndSnapshots(t *testing.T) {
 
 func TestBucketPartitioned(t *testing.T) {
 	dir := fixture.Shared(t, "iceberg/partition_bucket_test")
-	d := read(t, fmt.Sprintf(`{"mode": "snapshot", "metadata_location": %q, "allow_moved_paths": true}`, dir), schema("id BIGINT", "name VARCHAR", "partition_col VARCHAR"), nil, 0, true)
+	d := read(t, fmt.Sprintf(`{"mode": "snapshot", "metadata_location": %q, "allow_moved_paths": true}`, dir), fixture.Schema("id BIGINT", "name VARCHAR", "partition_col VARCHAR"), nil, 0, true)
 	require.Len(t, d.Rows, 100)
 	require.Equal(t, int64(4950), column(t, d.Rows, 0))
 }
@@ -174,8 +161,6 @@ func TestSQLCatalog(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	reg := connectors.NewRegistry()
-	require.NoError(t, reg.Register("iceberg_input", iceberg.New))
 	for _, tc := range []struct{ name, cfg, want string }{
 		{"nothing", `{}`, "transport.config.mode: required: snapshot\ntransport.config.metadata_location: set metadata_location, or catalog_type and table_name"},
 		{"follow", `{"mode": "follow", "metadata_location": "/t"}`, "transport.config.mode: follow is not supported yet: iceberg_input reads one snapshot"},
@@ -185,10 +170,7 @@ func TestConfigErrors(t *testing.T) {
 		{"filter", `{"mode": "snapshot", "metadata_location": "/t", "snapshot_filter": "id >"}`, "transport.config.snapshot_filter: expected a column or a value at the end"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &pipeline.Connector{Name: "c", Transport: pipeline.Transport{Name: "iceberg_input", Config: json.RawMessage(tc.cfg)}}
-			err := reg.CheckConnector(c, schema("id BIGINT"))
-			require.Error(t, err)
-			require.Equal(t, tc.want, err.Error())
+			require.Equal(t, tc.want, fixture.ConfigError("iceberg_input", iceberg.New, tc.cfg, fixture.Schema("id BIGINT")))
 		})
 	}
 }
@@ -235,11 +217,11 @@ func TestDeleteFilesRefused(t *testing.T) {
 	require.NotEqual(t, appended, tbl.CurrentSnapshot().SnapshotID)
 
 	cfg := fmt.Sprintf(`{"mode": "snapshot", "catalog_type": "sql", "sql.uri": %q, "sql.driver": "sqlite", "table_name": "ns.t"`, dbPath)
-	d := read(t, cfg+fmt.Sprintf(`, "snapshot_id": %d}`, appended), schema("id BIGINT"), nil, 0, true)
+	d := read(t, cfg+fmt.Sprintf(`, "snapshot_id": %d}`, appended), fixture.Schema("id BIGINT"), nil, 0, true)
 	sort.Strings(d.Rows)
 	require.Equal(t, []string{"1|+1", "2|+1", "3|+1"}, d.Rows)
 
-	src, err := iceberg.New(connectors.Params{Config: json.RawMessage(cfg + "}"), Schema: schema("id BIGINT"), BatchSize: 10})
+	src, err := iceberg.New(connectors.Params{Config: json.RawMessage(cfg + "}"), Schema: fixture.Schema("id BIGINT"), BatchSize: 10})
 	require.NoError(t, err)
 	err = src.Open(ctx, nil)
 	require.ErrorIs(t, err, connectors.ErrFatal)
@@ -277,7 +259,7 @@ func TestRenamedColumn(t *testing.T) {
 	appendIDs("flight_id", 3)
 
 	cfg := fmt.Sprintf(`{"mode": "snapshot", "catalog_type": "sql", "sql.uri": %q, "sql.driver": "sqlite", "table_name": "ns.t"}`, filepath.Join(dir, "catalog.db"))
-	d := read(t, cfg, schema("flight_id BIGINT"), nil, 0, true)
+	d := read(t, cfg, fixture.Schema("flight_id BIGINT"), nil, 0, true)
 	sort.Strings(d.Rows)
 	require.Equal(t, []string{"1|+1", "2|+1", "3|+1"}, d.Rows, "no NULLs from the file written before the rename")
 }

@@ -178,8 +178,6 @@ func TestMissingBucketAndKeyAreFatal(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	reg := connectors.NewRegistry()
-	require.NoError(t, reg.Register("s3_input", s3.New))
 	for _, tc := range []struct{ name, cfg, want string }{
 		{"nothing", `{}`, "transport.config.bucket_name: required\ntransport.config.key: set key (one object) or prefix (every object under it)"},
 		{"both", `{"bucket_name": "b", "key": "k", "prefix": "p"}`, "transport.config.prefix: set key or prefix, not both"},
@@ -188,10 +186,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown", `{"bucket_name": "b", "key": "k", "bucket": "x"}`, `transport.config: json: unknown field "bucket"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &pipeline.Connector{Name: "c", Transport: pipeline.Transport{Name: "s3_input", Config: json.RawMessage(tc.cfg)}}
-			err := reg.CheckConnector(c, jsonSchema)
-			require.Error(t, err)
-			require.Equal(t, tc.want, err.Error())
+			require.Equal(t, tc.want, fixture.ConfigError("s3_input", s3.New, tc.cfg, jsonSchema))
 		})
 	}
 }
