@@ -269,3 +269,14 @@ var (
 	duckdbOnce sync.Once
 	duckdbErr  error
 )
+
+// finish waits up to two minutes for the pipeline workflow to complete
+// and returns its final stats.
+func finish(t *testing.T, run client.WorkflowRun) workflows.PipelineStats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var final workflows.PipelineStats
+	require.NoError(t, run.Get(ctx, &final))
+	return final
+}

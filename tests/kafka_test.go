@@ -198,10 +198,7 @@ func TestKafkaEndOfInputReleasesStartAfter(t *testing.T) {
         transport: {name: datagen, config: {seed: 1, plan: [{limit: 100}]}}
 `, addr))
 			run := startPipeline(t, c, workflows.Input{Pipeline: *p})
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			var final workflows.PipelineStats
-			require.NoError(t, run.Get(ctx, &final))
+			final := finish(t, run)
 			require.True(t, final.GlobalMetrics.PipelineComplete)
 			require.Equal(t, int64(30_000), connector(final, "flights.history").Metrics.TotalRecords)
 			require.True(t, connector(final, "flights.history").Metrics.EndOfInput)

@@ -115,10 +115,7 @@ func TestDeltaSnapshotAndFollow(t *testing.T) {
 	require.NoError(t, err)
 	_, err = d.Commit(parts[5:6]) // version 4
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var final workflows.PipelineStats
-	require.NoError(t, run.Get(ctx, &final))
+	final := finish(t, run)
 
 	require.Equal(t, int64(2_100_000), final.GlobalMetrics.TotalInputRecords, "every change once: 900k + 300k + 600k + 300k")
 	got := tableHash(t, dataDir, "flights", "flights")
@@ -194,10 +191,7 @@ func TestDeltaBackfillThenKafka(t *testing.T) {
         format: {name: json}
 `, d.Dir, addr))
 	run := startPipeline(t, c, workflows.Input{Pipeline: *p})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var final workflows.PipelineStats
-	require.NoError(t, run.Get(ctx, &final))
+	final := finish(t, run)
 
 	rows := readTable(t, dataDir, "handover", "flights")
 	require.Equal(t, flightKeys(t, msgs), storedKeys(rows), "history plus live, each flight once")
@@ -219,10 +213,7 @@ func TestLineitemExample(t *testing.T) {
 	p.StopAtEndOfInput = true
 	require.NoError(t, pipeline.Validate(p, builtin.Registry()))
 	run := startPipeline(t, c, workflows.Input{Pipeline: *p})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var final workflows.PipelineStats
-	require.NoError(t, run.Get(ctx, &final))
+	final := finish(t, run)
 
 	rows := readTable(t, dataDir, "lineitem", "lineitem")
 	require.Len(t, rows, 51793+10000)

@@ -24,7 +24,6 @@ import (
 	"github.com/sluicehq/sluice/internal/fixture"
 )
 
-
 var lineitem = fixture.Schema("l_orderkey BIGINT", "l_partkey BIGINT", "l_suppkey BIGINT", "l_linenumber BIGINT",
 	"l_quantity DECIMAL(15,2)", "l_extendedprice DECIMAL(15,2)", "l_discount DECIMAL(15,2)", "l_tax DECIMAL(15,2)",
 	"l_returnflag VARCHAR", "l_linestatus VARCHAR", "l_shipdate DATE", "l_commitdate DATE", "l_receiptdate DATE",
@@ -110,20 +109,8 @@ func TestBucketPartitioned(t *testing.T) {
 func TestResume(t *testing.T) {
 	cfg := fmt.Sprintf(`{"mode": "snapshot", "metadata_location": %q, "allow_moved_paths": true}`, fixture.Shared(t, "iceberg/lineitem_iceberg"))
 	whole := read(t, cfg, lineitem, nil, 0, false)
-	var got fixture.Hash
-	var cp connectors.Checkpoint
-	for i := 0; ; i++ {
-		require.Less(t, i, 100)
-		d := read(t, cfg, lineitem, cp, 5000, false)
-		got.Sum += d.Hash.Sum
-		got.Count += d.Hash.Count
-		got.Records += d.Hash.Records
-		cp = d.Checkpoint
-		if d.EndOfInput {
-			break
-		}
-	}
-	require.Equal(t, whole.Hash, got)
+	got := fixture.ReadInSteps(t, iceberg.New, connectors.Params{Config: json.RawMessage(cfg), Schema: lineitem, BatchSize: 4096}, 5000, false)
+	require.Equal(t, whole.Hash, got.Hash)
 }
 
 // TestSQLCatalog registers lineitem in an Iceberg SQL catalog kept in the
@@ -193,26 +180,10 @@ func TestS3(t *testing.T) {
 // DELETE's is refused by name rather than read with the deleted row.
 func TestDeleteFilesRefused(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	dbPath := filepath.Join(dir, "catalog.db")
-	db, err := sql.Open("sqlite", dbPath)
-	require.NoError(t, err)
-	defer db.Close()
-	cat, err := sqlcat.NewCatalog("default", db, sqlcat.SQLite, iceberggo.Properties{})
-	require.NoError(t, err)
-	require.NoError(t, cat.CreateNamespace(ctx, []string{"ns"}, nil))
-	sc := iceberggo.NewSchema(0, iceberggo.NestedField{ID: 1, Name: "id", Type: iceberggo.PrimitiveTypes.Int64})
-	tbl, err := cat.CreateTable(ctx, []string{"ns", "t"}, sc, catalog.WithLocation("file://"+filepath.Join(dir, "t")),
-		catalog.WithProperties(iceberggo.Properties{"format-version": "2", table.WriteDeleteModeKey: table.WriteModeMergeOnRead}))
-	require.NoError(t, err)
-	rec := fixture.Int64s("id", 1, 2, 3)
-	defer rec.Release()
-	rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
-	require.NoError(t, err)
-	tbl, err = tbl.Append(ctx, rdr, nil)
-	require.NoError(t, err)
+	tbl, dbPath := sqliteTable(t, t.TempDir(), iceberggo.Properties{"format-version": "2", table.WriteDeleteModeKey: table.WriteModeMergeOnRead})
+	tbl = appendIDs(t, tbl, "id", 1, 2, 3)
 	appended := tbl.CurrentSnapshot().SnapshotID
-	tbl, err = tbl.Delete(ctx, iceberggo.EqualTo(iceberggo.Reference("id"), int64(2)), nil)
+	tbl, err := tbl.Delete(ctx, iceberggo.EqualTo(iceberggo.Reference("id"), int64(2)), nil)
 	require.NoError(t, err)
 	require.NotEqual(t, appended, tbl.CurrentSnapshot().SnapshotID)
 
@@ -233,33 +204,45 @@ func TestDeleteFilesRefused(t *testing.T) {
 // both files read into the column by its field id.
 func TestRenamedColumn(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sql.Open("sqlite", filepath.Join(dir, "catalog.db"))
+	tbl, dbPath := sqliteTable(t, t.TempDir(), iceberggo.Properties{})
+	tbl = appendIDs(t, tbl, "id", 1, 2)
+	tx := tbl.NewTransaction()
+	require.NoError(t, tx.UpdateSchema(true, false).RenameColumn([]string{"id"}, "flight_id").Commit())
+	tbl, err := tx.Commit(ctx)
 	require.NoError(t, err)
-	defer db.Close()
+	appendIDs(t, tbl, "flight_id", 3)
+
+	cfg := fmt.Sprintf(`{"mode": "snapshot", "catalog_type": "sql", "sql.uri": %q, "sql.driver": "sqlite", "table_name": "ns.t"}`, dbPath)
+	d := read(t, cfg, fixture.Schema("flight_id BIGINT"), nil, 0, true)
+	sort.Strings(d.Rows)
+	require.Equal(t, []string{"1|+1", "2|+1", "3|+1"}, d.Rows, "no NULLs from the file written before the rename")
+}
+
+// sqliteTable creates table ns.t (one long column "id") with iceberg-go in
+// a SQL catalog kept in SQLite under dir, with the table properties
+// props. It returns the table and the catalog's database file.
+func sqliteTable(t *testing.T, dir string, props iceberggo.Properties) (*table.Table, string) {
+	ctx := context.Background()
+	dbPath := filepath.Join(dir, "catalog.db")
+	db, err := sql.Open("sqlite", dbPath)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
 	cat, err := sqlcat.NewCatalog("default", db, sqlcat.SQLite, iceberggo.Properties{})
 	require.NoError(t, err)
 	require.NoError(t, cat.CreateNamespace(ctx, []string{"ns"}, nil))
 	sc := iceberggo.NewSchema(0, iceberggo.NestedField{ID: 1, Name: "id", Type: iceberggo.PrimitiveTypes.Int64})
-	tbl, err := cat.CreateTable(ctx, []string{"ns", "t"}, sc, catalog.WithLocation("file://"+filepath.Join(dir, "t")))
+	tbl, err := cat.CreateTable(ctx, []string{"ns", "t"}, sc, catalog.WithLocation("file://"+filepath.Join(dir, "t")), catalog.WithProperties(props))
 	require.NoError(t, err)
-	appendIDs := func(name string, ids ...int64) {
-		rec := fixture.Int64s(name, ids...)
-		defer rec.Release()
-		rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
-		require.NoError(t, err)
-		tbl, err = tbl.Append(ctx, rdr, nil)
-		require.NoError(t, err)
-	}
-	appendIDs("id", 1, 2)
-	tx := tbl.NewTransaction()
-	require.NoError(t, tx.UpdateSchema(true, false).RenameColumn([]string{"id"}, "flight_id").Commit())
-	tbl, err = tx.Commit(ctx)
-	require.NoError(t, err)
-	appendIDs("flight_id", 3)
+	return tbl, dbPath
+}
 
-	cfg := fmt.Sprintf(`{"mode": "snapshot", "catalog_type": "sql", "sql.uri": %q, "sql.driver": "sqlite", "table_name": "ns.t"}`, filepath.Join(dir, "catalog.db"))
-	d := read(t, cfg, fixture.Schema("flight_id BIGINT"), nil, 0, true)
-	sort.Strings(d.Rows)
-	require.Equal(t, []string{"1|+1", "2|+1", "3|+1"}, d.Rows, "no NULLs from the file written before the rename")
+// appendIDs appends a one-column file of ids, the column named name.
+func appendIDs(t *testing.T, tbl *table.Table, name string, ids ...int64) *table.Table {
+	rec := fixture.Int64s(name, ids...)
+	defer rec.Release()
+	rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
+	require.NoError(t, err)
+	tbl, err = tbl.Append(context.Background(), rdr, nil)
+	require.NoError(t, err)
+	return tbl
 }
