@@ -27,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/connectors"
 	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/store"
 	"github.com/sluicehq/sluice/workflows"
 )
 
@@ -40,9 +41,13 @@ const DefaultDataDir = ".sluice/tables"
 type WorkerOptions struct {
 	// TaskQueue; default DefaultTaskQueue.
 	TaskQueue string
-	// DataDir is the table store's root; default DefaultDataDir. Every
-	// worker of a cluster must see the same directory.
+	// DataDir is the table store's root, a directory or
+	// s3://bucket/prefix; default DefaultDataDir. Every worker of a
+	// cluster must see the same one: with several machines, object storage.
 	DataDir string
+	// Store tunes the table store: log checkpoints, compaction, retention,
+	// and the S3 settings of an s3:// DataDir.
+	Store store.Options
 	// Registry of transports; default builtin.Registry().
 	Registry *connectors.Registry
 	// Allocator for record batches; default memory.DefaultAllocator.
@@ -74,7 +79,7 @@ func NewWorker(c client.Client, o WorkerOptions) worker.Worker {
 		DefaultHeartbeatThrottleInterval:   time.Second,
 	})
 	w.RegisterWorkflowWithOptions(workflows.Pipeline, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivityWithOptions(&activities.Activities{Registry: o.Registry, DataDir: o.DataDir, Allocator: o.Allocator}, activity.RegisterOptions{})
+	w.RegisterActivityWithOptions(&activities.Activities{Registry: o.Registry, DataDir: o.DataDir, Store: o.Store, Allocator: o.Allocator}, activity.RegisterOptions{})
 	return w
 }
 

@@ -14,8 +14,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sluicehq/sluice/connectors"
-	"github.com/sluicehq/sluice/connectors/tablestore"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/store"
 )
 
 // Activities carries the dependencies of Sluice's activities. Register it
@@ -23,24 +23,75 @@ import (
 type Activities struct {
 	// Registry builds sources by transport name.
 	Registry *connectors.Registry
-	// DataDir is the table store's root: tables live in
-	// DataDir/<pipeline>/<table>. Workers that may run the same connector
-	// must share it.
+	// DataDir is the table store's root, a directory or s3://bucket/prefix:
+	// tables live at store.Location(DataDir, pipeline, table). Workers that
+	// may run the same connector must share it.
 	DataDir string
+	// Store tunes the table store (checkpoints, compaction, S3 settings).
+	Store store.Options
 	// Allocator allocates record batches; memory.DefaultAllocator if nil.
 	Allocator memory.Allocator
 	// HeartbeatInterval is how often progress is heartbeated; default 1s.
 	HeartbeatInterval time.Duration
-	// Linger is how long the writer waits for more batches before a commit
-	// smaller than the connector's max_batch_size; default 50ms.
-	Linger time.Duration
 }
 
 // Error types of non-retryable failures, as temporal.ApplicationError types.
 const (
-	ErrTypeConfig = "ConfigError" // bad config, missing file, refused connection
-	ErrTypeFenced = "Fenced"      // another attempt committed for this connector
+	ErrTypeConfig = "ConfigError" // bad config, missing file, refused connection, wrong table
+	ErrTypeFenced = "Fenced"      // a newer attempt committed for this connector: this one is stale
 )
+
+// OpenTable creates the table's Delta table in the worker's store if it
+// does not exist, and returns its identity. The Pipeline workflow runs it
+// (as a local activity) before a table's first connector starts and keeps
+// the result, so that every Ingest can check it writes to that table.
+func (a *Activities) OpenTable(ctx context.Context, in OpenTableInput) (TableRef, error) {
+	schema, err := in.Table.Schema()
+	if err != nil {
+		return TableRef{}, fatal(err)
+	}
+	loc := store.Location(a.DataDir, in.Pipeline, in.Table.Name)
+	t, err := store.Create(ctx, loc, in.Table.Name, schema, a.storeOptions())
+	if err != nil {
+		return TableRef{}, err
+	}
+	return TableRef{ID: t.ID(), Location: loc}, nil
+}
+
+func (a *Activities) storeOptions() store.Options {
+	o := a.Store
+	if o.Allocator == nil {
+		o.Allocator = a.Allocator
+	}
+	return o
+}
+
+// table opens the table an Ingest writes to: the one the workflow
+// recorded (in.TableRef), refusing another location or another table id
+// (a worker with another --data-dir, a deleted store); without a record
+// (histories from before table identities), the table at this worker's
+// location, created if needed.
+func (a *Activities) table(ctx context.Context, in IngestInput, schema *arrow.Schema) (*store.Table, error) {
+	loc := store.Location(a.DataDir, in.Pipeline, in.Table.Name)
+	ref := in.TableRef
+	if ref.ID == "" {
+		return store.Create(ctx, loc, in.Table.Name, schema, a.storeOptions())
+	}
+	if ref.Location != loc {
+		return nil, fatal(fmt.Errorf("table %s is the Delta table %s (id %s), but this worker's data dir puts it at %s: start the worker with the pipeline's data dir", in.Table.Name, ref.Location, ref.ID, loc))
+	}
+	t, err := store.Open(ctx, loc, a.storeOptions())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fatal(fmt.Errorf("table %s: the Delta table %s (id %s) does not exist any more at %s", in.Table.Name, ref.Location, ref.ID, loc))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.ID() != ref.ID {
+		return nil, fatal(fmt.Errorf("table %s: %s holds the Delta table id %s, but the pipeline's table is id %s (was the store deleted or replaced?)", in.Table.Name, loc, t.ID(), ref.ID))
+	}
+	return t, nil
+}
 
 type item struct {
 	batch connectors.Batch
@@ -68,7 +119,7 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 		return Progress{}, fatal(err)
 	}
 	change := pipeline.WithWeight(schema)
-	table, err := tablestore.Open(a.DataDir, in.Pipeline, in.Table.Name, alloc)
+	table, err := a.table(ctx, in, schema)
 	if err != nil {
 		return Progress{}, err
 	}
@@ -91,9 +142,10 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 	progress.Metrics.BufferedRecords = 0
 
 	w := &writer{
-		Activities: a, ctx: ctx, table: table, connector: in.Connector.Name, schema: change, progress: progress,
-		queueLimit: int64(in.Connector.QueueLimit()), batchLimit: int64(in.Connector.BatchLimit()),
+		Activities: a, ctx: ctx, table: table, tableName: in.Table.Name, connector: in.Connector.Name, schema: change, progress: progress,
+		epoch: activity.GetInfo(ctx).StartedTime.UnixNano(), queueLimit: int64(in.Connector.QueueLimit()),
 	}
+	w.commitRows, w.commitWait = commitCadence(in.Connector, src)
 	queue := make(chan item, max(2, in.Connector.QueueLimit()/max(1, in.Connector.BatchLimit())))
 	space := make(chan struct{}, 1) // the writer freed queue space
 	readCtx, stopReading := context.WithCancel(ctx)
@@ -158,8 +210,9 @@ func (a *Activities) Resolve(ctx context.Context, in IngestInput) (json.RawMessa
 	return cp, nil
 }
 
-// resume picks the newest progress of the input, the heartbeat and the store.
-func resume(ctx context.Context, in IngestInput, table *tablestore.Table) (Progress, error) {
+// resume picks the newest progress of the input, the heartbeat and the
+// table; the table's is authoritative, since only it is committed.
+func resume(ctx context.Context, in IngestInput, table *store.Table) (Progress, error) {
 	p := in.Progress
 	if activity.HasHeartbeatDetails(ctx) {
 		var hb Progress
@@ -167,19 +220,32 @@ func resume(ctx context.Context, in IngestInput, table *tablestore.Table) (Progr
 			p = hb
 		}
 	}
-	last, err := table.Last(in.Connector.Name)
+	st, err := table.Connector(ctx, in.Table.Name, in.Connector.Name)
 	if err != nil {
 		return p, err
 	}
-	if last != nil && last.Number >= p.Commit {
+	if st.Commit > 0 && st.Commit >= p.Commit {
 		var stored Progress
-		if err := json.Unmarshal(last.Progress, &stored); err != nil {
-			return p, fatal(fmt.Errorf("table store commit %s: bad progress: %w", last.Path, err))
+		if err := json.Unmarshal(st.Progress, &stored); err != nil {
+			return p, fatal(fmt.Errorf("table %s: connector %s's state: %w", table, in.Connector.Name, err))
 		}
-		stored.Checkpoint, stored.Commit = last.Checkpoint, last.Number
+		stored.Commit = st.Commit
 		p = stored
 	}
 	return p, nil
+}
+
+// commitCadence is when the writer commits: once commitRows records wait,
+// or commitWait after the previous commit. A live connector commits at
+// most once per commit_interval_ms unless max_batch_size records wait; a
+// backfill (a source that reaches end of input) commits by size, half its
+// queue, and at least every ten intervals.
+func commitCadence(c pipeline.Connector, src connectors.Source) (int64, time.Duration) {
+	rows, wait := int64(c.BatchLimit()), c.CommitInterval()
+	if b, ok := src.(interface{ Bounded() bool }); ok && b.Bounded() {
+		rows, wait = max(rows, int64(c.QueueLimit()/2)), 10*wait
+	}
+	return rows, wait
 }
 
 func fatal(err error) error {
@@ -189,13 +255,16 @@ func fatal(err error) error {
 type writer struct {
 	*Activities
 	ctx        context.Context // the activity's: canceled on pause
-	table      *tablestore.Table
+	table      *store.Table
+	tableName  string
 	connector  string
 	schema     *arrow.Schema
 	progress   Progress
+	epoch      int64        // this attempt's, for fencing (store.State)
 	queued     atomic.Int64 // records in the queue
 	queueLimit int64
-	batchLimit int64
+	commitRows int64         // commit once this many records wait
+	commitWait time.Duration // or this long after the previous commit
 	lastBeat   time.Time
 }
 
@@ -226,10 +295,6 @@ func (w *writer) read(ctx context.Context, src connectors.Source, queue chan<- i
 
 // run commits queued batches until the reader's terminal item.
 func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error) {
-	linger := w.Linger
-	if linger == 0 {
-		linger = 50 * time.Millisecond
-	}
 	interval := w.HeartbeatInterval
 	if interval == 0 {
 		interval = time.Second
@@ -247,11 +312,12 @@ func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error)
 		pending, rows = pending[:0], 0
 	}
 	defer release()
+	lastCommit := time.Now()
 	var terminal error
 	for terminal == nil {
 		var deadline <-chan time.Time
 		if len(pending) > 0 {
-			deadline = time.After(linger)
+			deadline = time.After(time.Until(lastCommit.Add(w.commitWait)))
 		}
 		gather := true
 		for gather && terminal == nil {
@@ -264,9 +330,9 @@ func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error)
 				pending = append(pending, it.batch)
 				rows += it.batch.Rows()
 				if deadline == nil {
-					deadline = time.After(linger)
+					deadline = time.After(time.Until(lastCommit.Add(w.commitWait)))
 				}
-				if rows >= w.batchLimit && len(queue) == 0 {
+				if rows >= w.commitRows {
 					gather = false
 				}
 			case <-deadline:
@@ -279,6 +345,7 @@ func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error)
 			if err := w.commit(pending, rows); err != nil {
 				return w.progress, err
 			}
+			lastCommit = time.Now()
 			release()
 			select {
 			case space <- struct{}{}:
@@ -304,7 +371,7 @@ func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error)
 	return w.progress, fmt.Errorf("%s: read: %w", w.connector, terminal)
 }
 
-// commit writes pending as one table store file with the checkpoint of its
+// commit writes pending as one table version with the checkpoint of its
 // last batch. It uses a context that a pause does not cancel, so a pause
 // still commits what was read.
 func (w *writer) commit(pending []connectors.Batch, rows int64) error {
@@ -326,12 +393,15 @@ func (w *writer) commit(pending []connectors.Batch, rows int64) error {
 	next.Metrics.TotalRecords += rows
 	next.Metrics.BufferedRecords = 0
 	stored, _ := json.Marshal(next)
-	_, err := w.table.Commit(context.WithoutCancel(w.ctx), w.connector, next.Commit, w.schema, recs, next.Checkpoint, stored)
-	if errors.Is(err, tablestore.ErrFenced) {
+	_, err := w.table.Commit(context.WithoutCancel(w.ctx), store.Commit{
+		Table: w.tableName, Connector: w.connector, Number: next.Commit, Epoch: w.epoch,
+		Progress: stored, Records: recs, Schema: w.schema,
+	})
+	if errors.Is(err, store.ErrFenced) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeFenced, err)
 	}
 	if err != nil {
-		return err
+		return err // ErrSuperseded too: the retry resumes from the table
 	}
 	w.queued.Add(-rows)
 	w.progress = next

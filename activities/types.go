@@ -33,8 +33,8 @@ const MaxParseErrors = 10
 type Progress struct {
 	// Checkpoint is the source position just past the last committed record.
 	Checkpoint json.RawMessage `json:"checkpoint,omitempty"`
-	// Commit is the connector's number of table store commits; it orders
-	// progress reports, the larger being the newer.
+	// Commit is the connector's number of table commits (its Delta txn
+	// version); it orders progress reports, the larger being the newer.
 	Commit int64 `json:"commit"`
 	// Metrics are the counters at Checkpoint.
 	Metrics Metrics `json:"metrics"`
@@ -52,4 +52,22 @@ type IngestInput struct {
 	Connector pipeline.Connector `json:"connector"`
 	// Progress is the newest progress the workflow knows of.
 	Progress Progress `json:"progress"`
+	// TableRef is the table's Delta table as the workflow recorded it;
+	// empty in histories from before table identities.
+	TableRef TableRef `json:"table_ref,omitzero"`
+}
+
+// TableRef identifies a table's Delta table: its metaData.id and its
+// location (store.Location).
+type TableRef struct {
+	ID       string `json:"id,omitempty"`
+	Location string `json:"location,omitempty"`
+}
+
+// OpenTableInput is the OpenTable activity's input.
+type OpenTableInput struct {
+	// Pipeline names the pipeline.
+	Pipeline string `json:"pipeline"`
+	// Table is the table, for its name and columns.
+	Table pipeline.Table `json:"table"`
 }

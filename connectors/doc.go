@@ -11,5 +11,5 @@
 //
 // One package per transport: connectors/datagen, connectors/file,
 // connectors/url. Formats (bytes -> Arrow) are in connectors/format, the
-// table store (the sink every table writes to) in connectors/tablestore.
+// table store (every table's Delta table) in the top-level store package.
 package connectors

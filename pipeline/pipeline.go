@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Pipeline is a whole program: a name and its tables.
@@ -79,6 +80,10 @@ type Connector struct {
 	// MaxBatchSize bounds the records in one record batch read from the
 	// source; default 10,000 (Feldera's default).
 	MaxBatchSize int `json:"max_batch_size,omitempty"`
+	// CommitIntervalMs is the least time between two table commits of a
+	// live connector, in milliseconds, unless max_batch_size records
+	// wait; default 1,000. Backfills commit by size.
+	CommitIntervalMs int `json:"commit_interval_ms,omitempty"`
 }
 
 // Defaults for [Connector] fields, as in Feldera.
@@ -86,6 +91,17 @@ const (
 	DefaultMaxQueuedRecords = 1_000_000
 	DefaultMaxBatchSize     = 10_000
 )
+
+// DefaultCommitInterval is [Connector.CommitIntervalMs]'s default.
+const DefaultCommitInterval = time.Second
+
+// CommitInterval returns CommitIntervalMs or its default.
+func (c Connector) CommitInterval() time.Duration {
+	if c.CommitIntervalMs > 0 {
+		return time.Duration(c.CommitIntervalMs) * time.Millisecond
+	}
+	return DefaultCommitInterval
+}
 
 // QueueLimit returns MaxQueuedRecords or its default.
 func (c Connector) QueueLimit() int {

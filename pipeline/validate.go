@@ -105,6 +105,9 @@ func Validate(p *Pipeline, checker Checker) error {
 			if c.MaxBatchSize < 0 {
 				add(cp+".max_batch_size", "must not be negative")
 			}
+			if c.CommitIntervalMs < 0 {
+				add(cp+".commit_interval_ms", "must not be negative")
+			}
 			if c.Transport.Name == "" {
 				add(cp+".transport.name", "required")
 			} else if checker != nil && schema != nil {

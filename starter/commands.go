@@ -15,13 +15,19 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/connectors/s3"
+	"github.com/sluicehq/sluice/store"
 	"github.com/sluicehq/sluice/workflows"
 )
 
 type globals struct {
 	dataDir   string
 	taskQueue string
+	s3        s3.Settings
 }
+
+// storeOptions are the table store's options from the flags.
+func (g *globals) storeOptions() store.Options { return store.Options{S3: g.s3} }
 
 func newRoot() *cobra.Command {
 	g := &globals{}
@@ -31,7 +37,9 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", sluice.DefaultDataDir, "the table store's root directory")
+	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", sluice.DefaultDataDir, "the table store's root: a directory or s3://bucket/prefix")
+	root.PersistentFlags().StringVar(&g.s3.EndpointURL, "s3-endpoint-url", "", "an S3-compatible store for an s3:// --data-dir (path-style requests); credentials from the standard AWS chain")
+	root.PersistentFlags().StringVar(&g.s3.Region, "s3-region", "", "the AWS region of an s3:// --data-dir (default: the AWS chain's, else us-east-1)")
 	root.PersistentFlags().StringVar(&g.taskQueue, "task-queue", sluice.DefaultTaskQueue, "the Temporal task queue of Sluice's workers")
 	root.AddCommand(newRunCmd(g), newPipelineCmd(g), newConnectorCmd(g), newTableCmd(g))
 	return root

@@ -58,7 +58,7 @@ finished when all of them are bounded; otherwise it follows until interrupted.
 				if c, err = client.Dial(opts); err != nil {
 					return err
 				}
-				w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: g.dataDir, TaskQueue: g.taskQueue})
+				w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: g.dataDir, Store: g.storeOptions(), TaskQueue: g.taskQueue})
 				if err := w.Start(); err != nil {
 					return err
 				}

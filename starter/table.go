@@ -11,30 +11,31 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/connectors/tablestore"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/store"
 )
 
 func newTableCmd(g *globals) *cobra.Command {
 	var changes bool
 	var formatName string
 	var limit int
+	var from int64
 	cmd := &cobra.Command{
 		Use:   "table PIPELINE TABLE",
 		Short: "Print a table's current rows (weights applied) or its change stream",
 		Long: `Print a table's rows from the table store (--data-dir): by default its current
-rows, every insert minus every delete; with --changes every committed change in
-commit order, with its weight, commit sequence and connector.`,
+snapshot's rows, every insert minus every delete; with --changes the change
+stream, version by version (--from-version on), each row with its weight, the
+table version that committed it and the connector that wrote it.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if formatName != "json" && formatName != "csv" {
 				return fmt.Errorf("--format: want json or csv, got %q", formatName)
 			}
-			dir := g.dataDir + "/" + args[0] + "/" + args[1]
-			if _, err := os.Stat(dir); err != nil {
+			t, err := store.Open(cmd.Context(), store.Location(g.dataDir, args[0], args[1]), g.storeOptions())
+			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("no table %s in pipeline %s under %s", args[1], args[0], g.dataDir)
 			}
-			t, err := tablestore.Open(g.dataDir, args[0], args[1], nil)
 			if err != nil {
 				return err
 			}
@@ -42,13 +43,13 @@ commit order, with its weight, commit sequence and connector.`,
 			defer w.flush()
 			n := 0
 			if changes {
-				err := t.Scan(cmd.Context(), func(c *tablestore.Commit, rec arrow.RecordBatch) error {
+				err := t.Changes(cmd.Context(), from, -1, func(c store.Change, rec arrow.RecordBatch) error {
 					for i := range int(rec.NumRows()) {
 						if limit > 0 && n >= limit {
 							return errStop
 						}
 						row, weight := rowValues(rec, i)
-						w.write(rec.Schema(), row, weight, c)
+						w.write(rec.Schema(), row, weight, &c)
 						n++
 					}
 					return nil
@@ -65,7 +66,7 @@ commit order, with its weight, commit sequence and connector.`,
 			var order []string
 			rows := map[string]*entry{}
 			var schema *arrow.Schema
-			err = t.Scan(cmd.Context(), func(c *tablestore.Commit, rec arrow.RecordBatch) error {
+			err = t.Scan(cmd.Context(), func(rec arrow.RecordBatch) error {
 				schema = rec.Schema()
 				for i := range int(rec.NumRows()) {
 					row, weight := rowValues(rec, i)
@@ -99,6 +100,7 @@ commit order, with its weight, commit sequence and connector.`,
 	cmd.Flags().BoolVar(&changes, "changes", false, "print the change stream instead of the current rows")
 	cmd.Flags().StringVar(&formatName, "format", "json", "json (one object per line) or csv")
 	cmd.Flags().IntVar(&limit, "limit", 0, "print at most N rows (0: all)")
+	cmd.Flags().Int64Var(&from, "from-version", 0, "with --changes: start at this table version")
 	return cmd
 }
 
@@ -130,7 +132,7 @@ func newRowWriter(format string, changes bool) *rowWriter {
 	return &rowWriter{format: format, changes: changes, csv: csv.NewWriter(os.Stdout)}
 }
 
-func (w *rowWriter) write(schema *arrow.Schema, row []any, weight int64, c *tablestore.Commit) {
+func (w *rowWriter) write(schema *arrow.Schema, row []any, weight int64, c *store.Change) {
 	if w.format == "json" {
 		obj := make(map[string]any, len(row)+3)
 		for i, v := range row {
@@ -138,7 +140,7 @@ func (w *rowWriter) write(schema *arrow.Schema, row []any, weight int64, c *tabl
 		}
 		if w.changes {
 			obj[pipeline.WeightColumn] = weight
-			obj["_commit"] = c.Seq
+			obj["_version"] = c.Version
 			obj["_connector"] = c.Connector
 		}
 		b, _ := json.Marshal(obj)
@@ -151,7 +153,7 @@ func (w *rowWriter) write(schema *arrow.Schema, row []any, weight int64, c *tabl
 			names = append(names, schema.Field(i).Name)
 		}
 		if w.changes {
-			names = append(names, pipeline.WeightColumn, "_commit", "_connector")
+			names = append(names, pipeline.WeightColumn, "_version", "_connector")
 		}
 		_ = w.csv.Write(names)
 		w.header = true
@@ -169,7 +171,7 @@ func (w *rowWriter) write(schema *arrow.Schema, row []any, weight int64, c *tabl
 		}
 	}
 	if w.changes {
-		rec = append(rec, strconv.FormatInt(weight, 10), strconv.FormatInt(c.Seq, 10), c.Connector)
+		rec = append(rec, strconv.FormatInt(weight, 10), strconv.FormatInt(c.Version, 10), c.Connector)
 	}
 	_ = w.csv.Write(rec)
 }

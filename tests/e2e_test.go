@@ -19,8 +19,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/sluicehq/sluice/connectors/builtin"
-	"github.com/sluicehq/sluice/connectors/tablestore"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/store"
 	"github.com/sluicehq/sluice/workflows"
 )
 
@@ -197,11 +197,11 @@ func TestCrashDuringBackfill(t *testing.T) {
 // readTableBatches calls fn with every record batch of the table and
 // returns the number of commits.
 func readTableBatches(t *testing.T, dataDir, p, table string, fn func(arrow.RecordBatch)) int {
-	tbl, err := tablestore.Open(dataDir, p, table, nil)
+	tbl, err := store.Open(context.Background(), store.Location(dataDir, p, table), store.Options{})
 	require.NoError(t, err)
-	commits, err := tbl.Commits()
+	commits, err := tbl.Commits(context.Background())
 	require.NoError(t, err)
-	require.NoError(t, tbl.Scan(context.Background(), func(_ *tablestore.Commit, rec arrow.RecordBatch) error {
+	require.NoError(t, tbl.Scan(context.Background(), func(rec arrow.RecordBatch) error {
 		fn(rec)
 		return nil
 	}))

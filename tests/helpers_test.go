@@ -22,8 +22,8 @@ import (
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/sluicehq/sluice"
-	"github.com/sluicehq/sluice/connectors/tablestore"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/store"
 	"github.com/sluicehq/sluice/workflows"
 )
 
@@ -104,10 +104,10 @@ type storedRow struct {
 
 // readTable returns every change of a table, in commit order.
 func readTable(t *testing.T, dataDir, pipelineName, table string) []storedRow {
-	tbl, err := tablestore.Open(dataDir, pipelineName, table, nil)
+	tbl, err := store.Open(context.Background(), store.Location(dataDir, pipelineName, table), store.Options{})
 	require.NoError(t, err)
 	var out []storedRow
-	require.NoError(t, tbl.Scan(context.Background(), func(c *tablestore.Commit, rec arrow.RecordBatch) error {
+	require.NoError(t, tbl.Changes(context.Background(), 0, -1, func(c store.Change, rec arrow.RecordBatch) error {
 		n := int(rec.NumCols()) - 1
 		for i := range int(rec.NumRows()) {
 			row := make([]any, n)
@@ -116,7 +116,7 @@ func readTable(t *testing.T, dataDir, pipelineName, table string) []storedRow {
 					row[j] = rec.Column(j).GetOneForMarshal(i)
 				}
 			}
-			out = append(out, storedRow{row, rec.Column(n).GetOneForMarshal(i).(int64), c.Seq, c.Connector, c.Time})
+			out = append(out, storedRow{row, rec.Column(n).GetOneForMarshal(i).(int64), c.Version, c.Connector, c.Time})
 		}
 		return nil
 	}))

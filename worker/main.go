@@ -24,7 +24,9 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/connectors/s3"
 	"github.com/sluicehq/sluice/devserver"
+	"github.com/sluicehq/sluice/store"
 )
 
 func main() {
@@ -36,7 +38,10 @@ func main() {
 
 func run() error {
 	dev := flag.Bool("dev", false, "start an embedded Temporal server and its Web UI")
-	dataDir := flag.String("data-dir", sluice.DefaultDataDir, "the table store's root directory")
+	dataDir := flag.String("data-dir", sluice.DefaultDataDir, "the table store's root: a directory or s3://bucket/prefix")
+	var s3 s3.Settings
+	flag.StringVar(&s3.EndpointURL, "s3-endpoint-url", "", "an S3-compatible store for an s3:// --data-dir (path-style requests); credentials from the standard AWS chain")
+	flag.StringVar(&s3.Region, "s3-region", "", "the AWS region of an s3:// --data-dir (default: the AWS chain's, else us-east-1)")
 	taskQueue := flag.String("task-queue", sluice.DefaultTaskQueue, "the task queue to poll")
 	flag.Parse()
 
@@ -59,7 +64,7 @@ func run() error {
 		return fmt.Errorf("connect to Temporal at %s: %w", opts.HostPort, err)
 	}
 	defer c.Close()
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: *dataDir, TaskQueue: *taskQueue})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: *dataDir, Store: store.Options{S3: s3}, TaskQueue: *taskQueue})
 	if err := w.Start(); err != nil {
 		return err
 	}

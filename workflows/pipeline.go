@@ -317,14 +317,18 @@ func (r *run) startActivity(ctx workflow.Context, ep string) {
 	table.Connectors = nil // the activity needs the columns; its connector comes apart
 	in := activities.IngestInput{Pipeline: r.in.Pipeline.Name, Table: table, Connector: *r.conns[ep], Progress: c.Progress}
 	var a *activities.Activities
+	ref, known := r.st.Tables[table.Name]
+	in.TableRef = ref
+	identify := !known && workflow.GetVersion(ctx, "table-identity", workflow.DefaultVersion, 1) >= 1
 	resolve := !c.Resolved && c.Progress.Commit == 0 && len(c.Progress.Checkpoint) == 0 &&
 		workflow.GetVersion(ctx, "resolve-start", workflow.DefaultVersion, 1) >= 1
-	if !resolve {
+	if !resolve && !identify {
 		r.running[ep] = &running{future: workflow.ExecuteActivity(actx, a.Ingest, in), cancel: cancel}
 		return
 	}
-	// First activation: resolve the start ("latest", a timestamp) to a
-	// checkpoint and keep it in the state before ingesting from it.
+	// First activation of the table or the connector: record the table's
+	// identity and resolve the start ("latest", a timestamp) to a
+	// checkpoint, keeping both in the state before ingesting.
 	future, settable := workflow.NewFuture(ctx)
 	r.running[ep] = &running{future: future, cancel: cancel}
 	lctx := workflow.WithLocalActivityOptions(actx, workflow.LocalActivityOptions{
@@ -336,16 +340,32 @@ func (r *run) startActivity(ctx workflow.Context, ep string) {
 		},
 	})
 	workflow.Go(ctx, func(gctx workflow.Context) {
-		var cp json.RawMessage
-		if err := workflow.ExecuteLocalActivity(lctx, a.Resolve, in).Get(gctx, &cp); err != nil {
-			settable.Set(nil, err)
-			return
+		if identify {
+			if ref, known = r.st.Tables[table.Name]; !known { // another connector of the table may have recorded it meanwhile
+				if err := workflow.ExecuteLocalActivity(lctx, a.OpenTable, activities.OpenTableInput{Pipeline: in.Pipeline, Table: table}).Get(gctx, &ref); err != nil {
+					settable.Set(nil, err)
+					return
+				}
+				if r.st.Tables == nil {
+					r.st.Tables = map[string]activities.TableRef{}
+				}
+				r.st.Tables[table.Name] = ref
+				workflow.GetLogger(gctx).Info("table recorded", "table", table.Name, "id", ref.ID, "location", ref.Location)
+			}
+			in.TableRef = ref
 		}
-		c.Resolved = true
-		if len(cp) > 0 && c.Progress.Commit == 0 {
-			c.Progress.Checkpoint = cp
-			in.Progress.Checkpoint = cp
-			workflow.GetLogger(gctx).Info("start resolved", "connector", ep, "checkpoint", string(cp))
+		if resolve {
+			var cp json.RawMessage
+			if err := workflow.ExecuteLocalActivity(lctx, a.Resolve, in).Get(gctx, &cp); err != nil {
+				settable.Set(nil, err)
+				return
+			}
+			c.Resolved = true
+			if len(cp) > 0 && c.Progress.Commit == 0 {
+				c.Progress.Checkpoint = cp
+				in.Progress.Checkpoint = cp
+				workflow.GetLogger(gctx).Info("start resolved", "connector", ep, "checkpoint", string(cp))
+			}
 		}
 		settable.Chain(workflow.ExecuteActivity(actx, a.Ingest, in))
 	})

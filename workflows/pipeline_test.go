@@ -1,6 +1,7 @@
 package workflows_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -11,8 +12,8 @@ import (
 
 	"github.com/sluicehq/sluice/activities"
 	"github.com/sluicehq/sluice/connectors/builtin"
-	"github.com/sluicehq/sluice/connectors/tablestore"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/store"
 	"github.com/sluicehq/sluice/workflows"
 )
 
@@ -101,19 +102,19 @@ func TestStartAfterPausedAndUpdates(t *testing.T) {
 	require.True(t, checked)
 
 	// In the table store, every history commit precedes every live commit.
-	tbl, err := tablestore.Open(dir, "p", "t", nil)
+	tbl, err := store.Open(context.Background(), store.Location(dir, "p", "t"), store.Options{})
 	require.NoError(t, err)
-	commits, err := tbl.Commits()
+	commits, err := tbl.Commits(context.Background())
 	require.NoError(t, err)
 	var lastHist, firstLive int64 = 0, 1 << 62
 	rows := map[string]int64{}
 	for _, c := range commits {
 		rows[c.Connector] += c.Rows
 		if c.Connector == "hist" {
-			lastHist = max(lastHist, c.Seq)
+			lastHist = max(lastHist, c.Version)
 		}
 		if c.Connector == "live" {
-			firstLive = min(firstLive, c.Seq)
+			firstLive = min(firstLive, c.Version)
 		}
 	}
 	require.Less(t, lastHist, firstLive)
@@ -164,9 +165,9 @@ func TestPauseResumeFromCheckpoint(t *testing.T) {
 	require.NoError(t, e.GetWorkflowResult(&s))
 	require.Equal(t, int64(40), s.Inputs[0].Metrics.TotalRecords)
 
-	tbl, err := tablestore.Open(dir, "p", "t", nil)
+	tbl, err := store.Open(context.Background(), store.Location(dir, "p", "t"), store.Options{})
 	require.NoError(t, err)
-	commits, err := tbl.Commits()
+	commits, err := tbl.Commits(context.Background())
 	require.NoError(t, err)
 	var total int64
 	for _, c := range commits {

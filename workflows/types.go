@@ -67,6 +67,9 @@ type State struct {
 	Stopping bool `json:"stopping,omitempty"`
 	// Connectors by endpoint name "table.connector".
 	Connectors map[string]*ConnectorState `json:"connectors"`
+	// Tables are the tables' Delta tables, by table name, recorded when
+	// each table's first connector starts.
+	Tables map[string]activities.TableRef `json:"tables,omitempty"`
 }
 
 // ConnectorState is one connector's control state.

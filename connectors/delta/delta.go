@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/connectors"
 	"github.com/sluicehq/sluice/connectors/format"
 	"github.com/sluicehq/sluice/connectors/predicate"
+	dlog "github.com/sluicehq/sluice/delta"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -47,7 +48,7 @@ type Checkpoint struct {
 
 // change is a data file whose rows enter the table with weight.
 type change struct {
-	file   *addAction
+	file   *dlog.File
 	weight int64
 }
 
@@ -58,10 +59,10 @@ type Source struct {
 	filter     *predicate.Predicate
 	snapFilter *predicate.Predicate
 
-	st    store
+	st    dlog.Storage
 	cp    Checkpoint
-	state *snapshot // the table as of the snapshot, or before the followed commit
-	cols  *columns
+	state *dlog.Snapshot // the table as of the snapshot, or before the followed commit
+	cols  *dlog.Columns
 	// files are what the current phase reads: the snapshot's files, or
 	// the followed commit's changes; loaded is the version they are of.
 	files  []change
@@ -99,7 +100,7 @@ func (s *Source) open(ctx context.Context) error {
 	if s.st != nil {
 		return nil
 	}
-	st, err := newStore(ctx, s.cfg.URI, s.cfg.Settings)
+	st, err := dlog.OpenStorage(ctx, s.cfg.URI, s.cfg.Settings)
 	if err != nil {
 		return err
 	}
@@ -109,21 +110,7 @@ func (s *Source) open(ctx context.Context) error {
 
 // latest returns the table's newest version.
 func (s *Source) latest(ctx context.Context) (int64, error) {
-	lc, err := lastCheckpoint(ctx, s.st)
-	if err != nil {
-		return 0, err
-	}
-	l, err := listLog(ctx, s.st, max(lc, 0))
-	if err == nil && l.latest < 0 && lc > 0 {
-		l, err = listLog(ctx, s.st, 0)
-	}
-	if err != nil {
-		return 0, err
-	}
-	if l.latest < 0 {
-		return 0, connectors.Fatal(fmt.Errorf("%s is not a Delta table: %s/ holds no commits", s.st, logDir))
-	}
-	return l.latest, nil
+	return dlog.Latest(ctx, s.st)
 }
 
 // Resolve fixes the start at the connector's first activation: the
@@ -142,7 +129,7 @@ func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
 		v = *s.cfg.Version
 	case s.cfg.Datetime != "":
 		t, _ := connectors.ParseDatetime(s.cfg.Datetime)
-		v, err = versionAt(ctx, s.st, t)
+		v, err = dlog.VersionAt(ctx, s.st, t)
 	default:
 		v, err = s.latest(ctx)
 	}
@@ -174,7 +161,7 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 	}
 	switch s.cp.Phase {
 	case PhaseSnapshot:
-		snap, err := loadSnapshot(ctx, s.st, s.cp.Version)
+		snap, err := dlog.LoadSnapshot(ctx, s.st, s.cp.Version)
 		if err != nil {
 			return err
 		}
@@ -185,7 +172,7 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 		s.loaded = s.cp.Version
 	case PhaseFollow:
 		if s.cp.Version > 0 {
-			snap, err := loadSnapshot(ctx, s.st, s.cp.Version-1)
+			snap, err := dlog.LoadSnapshot(ctx, s.st, s.cp.Version-1)
 			if err != nil {
 				return err
 			}
@@ -193,7 +180,7 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 				return err
 			}
 		} else {
-			s.state = &snapshot{version: -1, files: map[string]*addAction{}}
+			s.state = dlog.NewSnapshot()
 		}
 	default:
 		return connectors.Fatal(fmt.Errorf("delta_table_input checkpoint %s: unknown phase", checkpoint))
@@ -202,8 +189,8 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 }
 
 // setState makes snap the table state and reads its columns.
-func (s *Source) setState(snap *snapshot) error {
-	cols, err := parseColumns(snap.metadata)
+func (s *Source) setState(snap *dlog.Snapshot) error {
+	cols, err := dlog.ParseColumns(snap.Metadata)
 	if err != nil {
 		return connectors.Fatal(fmt.Errorf("%s: %w", s.st, err))
 	}
@@ -214,13 +201,13 @@ func (s *Source) setState(snap *snapshot) error {
 // snapshotFiles orders the snapshot's files: by path, or by their
 // smallest timestamp_column value.
 func (s *Source) snapshotFiles() []change {
-	out := make([]change, 0, len(s.state.files))
-	for _, f := range s.state.files {
+	out := make([]change, 0, len(s.state.Files))
+	for _, f := range s.state.Files {
 		out = append(out, change{f, 1})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].file.Path < out[j].file.Path })
 	if s.cfg.TimestampColumn != "" {
-		keys := make(map[*addAction]any, len(out))
+		keys := make(map[*dlog.File]any, len(out))
 		for _, c := range out {
 			keys[c.file] = s.minValue(c.file)
 		}
@@ -231,8 +218,8 @@ func (s *Source) snapshotFiles() []change {
 
 // minValue is a file's smallest timestamp_column value: its partition
 // value or its stats' minValues; nil when unknown.
-func (s *Source) minValue(f *addAction) any {
-	phys := s.cols.physicalName(s.cfg.TimestampColumn)
+func (s *Source) minValue(f *dlog.File) any {
+	phys := s.cols.PhysicalName(s.cfg.TimestampColumn)
 	if v, ok := f.PartitionValues[phys]; ok && v != nil {
 		if n, err := strconv.ParseFloat(*v, 64); err == nil {
 			return n
@@ -265,17 +252,10 @@ func lessValue(a, b any) bool {
 	return fmt.Sprint(a) < fmt.Sprint(b)
 }
 
-func (c *columns) physicalName(logical string) string {
-	if p, ok := c.physical[strings.ToLower(logical)]; ok {
-		return p
-	}
-	return logical
-}
-
 // loadCommit reads the commit to follow and lists its data changes.
 // It reports false when the commit does not exist yet.
 func (s *Source) loadCommit(ctx context.Context) (bool, error) {
-	actions, err := readCommit(ctx, s.st, s.cp.Version)
+	actions, err := dlog.ReadCommit(ctx, s.st, s.cp.Version)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -286,22 +266,22 @@ func (s *Source) loadCommit(ctx context.Context) (bool, error) {
 	for _, a := range actions {
 		switch {
 		case a.Protocol != nil:
-			if err := a.Protocol.check(); err != nil {
+			if err := a.Protocol.Check(); err != nil {
 				return false, connectors.Fatal(fmt.Errorf("%s version %d: %w", s.st, s.cp.Version, err))
 			}
 		case a.MetaData != nil:
-			cols, err := parseColumns(a.MetaData)
+			cols, err := dlog.ParseColumns(a.MetaData)
 			if err != nil {
 				return false, connectors.Fatal(fmt.Errorf("%s version %d: %w", s.st, s.cp.Version, err))
 			}
 			s.cols = cols
-		case a.Add != nil && a.Add.dataChanged():
+		case a.Add != nil && a.Add.DataChanged():
 			changes = append(changes, change{a.Add, 1})
-		case a.Remove != nil && a.Remove.dataChanged():
+		case a.Remove != nil && a.Remove.DataChanged():
 			rm := *a.Remove
 			if rm.PartitionValues == nil { // not extendedFileMetadata: take them from the add
-				if p, err := rm.filePath(); err == nil && s.state.files[p] != nil {
-					rm.PartitionValues = s.state.files[p].PartitionValues
+				if p, err := rm.FilePath(); err == nil && s.state.Files[p] != nil {
+					rm.PartitionValues = s.state.Files[p].PartitionValues
 				}
 			}
 			changes = append(changes, change{&rm, -1})
@@ -311,7 +291,7 @@ func (s *Source) loadCommit(ctx context.Context) (bool, error) {
 		return false, connectors.Fatal(fmt.Errorf("%s version %d: no metaData action before the first data file", s.st, s.cp.Version))
 	}
 	s.files, s.loaded = changes, s.cp.Version
-	if err := s.state.apply(actions); err != nil {
+	if err := s.state.Apply(actions); err != nil {
 		return false, connectors.Fatal(err)
 	}
 	return true, nil
@@ -406,11 +386,11 @@ type fileReader struct {
 
 // openFile opens a data file at the checkpoint's row.
 func (s *Source) openFile(ctx context.Context, c change, filters []*predicate.Predicate) (*fileReader, error) {
-	path, err := c.file.filePath()
+	path, err := c.file.FilePath()
 	if err != nil {
 		return nil, connectors.Fatal(err)
 	}
-	f, err := s.st.open(ctx, path)
+	f, err := s.st.Open(ctx, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		what := "data file"
 		if c.weight < 0 {
@@ -431,8 +411,8 @@ func (s *Source) openFile(ctx context.Context, c change, filters []*predicate.Pr
 	var names []string
 	for _, fld := range s.p.Schema.Fields() {
 		lower := strings.ToLower(fld.Name)
-		if s.cols.partition[lower] {
-			phys := s.cols.physicalName(fld.Name)
+		if s.cols.Partition[lower] {
+			phys := s.cols.PhysicalName(fld.Name)
 			v := c.file.PartitionValues[phys]
 			var sc scalar.Scalar
 			if v == nil {
@@ -452,7 +432,7 @@ func (s *Source) openFile(ctx context.Context, c change, filters []*predicate.Pr
 		r.dataCol = append(r.dataCol, len(dataFields))
 		r.consts = append(r.consts, nil)
 		dataFields = append(dataFields, fld)
-		names = append(names, s.cols.physicalName(fld.Name))
+		names = append(names, s.cols.PhysicalName(fld.Name))
 	}
 	pq, err := format.OpenParquetColumns(ctx, f, arrow.NewSchema(dataFields, nil), names, s.p.Alloc(), s.p.BatchSize, s.cp.Row)
 	if err != nil {

@@ -24,7 +24,7 @@ import (
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/connectors/format"
-	"github.com/sluicehq/sluice/connectors/tablestore"
+	"github.com/sluicehq/sluice/delta"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/workflows"
 )
@@ -134,7 +134,7 @@ func kafkaBaseline(addr string, n int, dir string) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		w, err := pqarrow.NewFileWriter(change, keepOpen{out}, tablestore.WriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+		w, err := pqarrow.NewFileWriter(change, keepOpen{out}, delta.WriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 		if err != nil {
 			return 0, err
 		}

@@ -16,9 +16,9 @@ import (
 
 	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/connectors/s3"
-	"github.com/sluicehq/sluice/connectors/tablestore"
 	"github.com/sluicehq/sluice/internal/fixture"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/store"
 )
 
 // lakehouseResult is one snapshot-read figure: Sluice against the plain
@@ -129,11 +129,11 @@ func snapshotRun(ctx context.Context, c client.Client, dataDir, name string, tr 
 		return 0, err
 	}
 	elapsed := time.Since(start)
-	t, err := tablestore.Open(dataDir, name, "flights", nil)
+	t, err := store.Open(context.Background(), store.Location(dataDir, name, "flights"), store.Options{})
 	if err != nil {
 		return 0, err
 	}
-	commits, err := t.Commits()
+	commits, err := t.Commits(context.Background())
 	if err != nil {
 		return 0, err
 	}

@@ -50,8 +50,9 @@ import (
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/connectors/format"
-	"github.com/sluicehq/sluice/connectors/tablestore"
+	"github.com/sluicehq/sluice/delta"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/store"
 	"github.com/sluicehq/sluice/workflows"
 )
 
@@ -193,7 +194,7 @@ func copyParquet(r parquet.ReaderAtSeeker, dst string) (int64, error) {
 	}
 	defer out.Close()
 	schema := pipeline.WithWeight(rr.Schema())
-	w, err := pqarrow.NewFileWriter(schema, keepOpen{out}, tablestore.WriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	w, err := pqarrow.NewFileWriter(schema, keepOpen{out}, delta.WriterProperties(), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
 		return 0, err
 	}
@@ -247,11 +248,11 @@ func execute(ctx context.Context, c client.Client, p *pipeline.Pipeline) error {
 // switchLatency returns the time from the last backfill commit to the first
 // live commit, and the backfill's rows.
 func switchLatency(dataDir, p, table string) (time.Duration, int64, error) {
-	t, err := tablestore.Open(dataDir, p, table, nil)
+	t, err := store.Open(context.Background(), store.Location(dataDir, p, table), store.Options{})
 	if err != nil {
 		return 0, 0, err
 	}
-	commits, err := t.Commits()
+	commits, err := t.Commits(context.Background())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -285,10 +286,7 @@ func pauseLatency(ctx context.Context, c client.Client, dataDir string, runs int
 	if _, err := sluice.Start(ctx, c, p, sluice.StartOptions{}); err != nil {
 		return nil, err
 	}
-	t, err := tablestore.Open(dataDir, "pause", "t", nil)
-	if err != nil {
-		return nil, err
-	}
+	var t *store.Table
 	ref := &workflows.ConnectorRef{Table: "t", Connector: "gen"}
 	var out []time.Duration
 	for range runs {
@@ -308,8 +306,14 @@ func pauseLatency(ctx context.Context, c client.Client, dataDir string, runs int
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		last, err := t.Last("gen")
-		if err != nil || last == nil {
+		if t == nil {
+			var err error
+			if t, err = store.Open(ctx, store.Location(dataDir, "pause", "t"), store.Options{}); err != nil {
+				return nil, err
+			}
+		}
+		last, err := t.Connector(ctx, "t", "gen")
+		if err != nil || last.Commit == 0 {
 			return nil, fmt.Errorf("no commit: %v", err)
 		}
 		out = append(out, max(0, last.Time.Sub(sent)))

@@ -1,0 +1,811 @@
+// Package store is the table store: every Sluice table is a Delta Lake
+// table (https://github.com/delta-io/delta/blob/master/PROTOCOL.md) at
+// <root>/<pipeline>/<table>/, on a local disk or under s3://bucket/prefix,
+// that Spark, DuckDB's delta_scan, Polars, Trino or Databricks read with
+// snapshot isolation.
+//
+// Version 0 holds the protocol and the metaData: the table's columns plus
+// the long column _weight (+1 insert, -1 delete), a table id, no
+// partitioning. Each input connector's commit is one version holding its
+// data file, a txn action {appId: "<table>.<connector>", version: <the
+// connector's commit number>} and the domain metadata
+// "sluice.connector.<connector>", whose configuration is the connector's
+// checkpoint, counters and epoch. Domain metadata is part of the
+// snapshot (the newest per domain wins, and checkpoints keep it), so a
+// resuming connector finds its position by reading the last log
+// checkpoint and the commits after it, never the whole log; commitInfo,
+// the other place the protocol allows free-form data, is not.
+//
+// Commits are put-if-absent ([delta.Storage.PutIfAbsent]). A writer that
+// loses a version reads the versions it missed and retries at the next
+// one, unless they hold its own appId at or past its commit number: then
+// another attempt of the same connector committed that number, and the
+// epochs (the activity attempt's start time) decide which attempt is
+// stale ([ErrFenced]) and which must resume from the table
+// ([ErrSuperseded]). Either way nothing is stored twice.
+//
+// Every Options.CheckpointInterval versions the committer writes a
+// Parquet log checkpoint and _last_checkpoint. When the table has
+// Options.CompactMinFiles data files smaller than Options.TargetFileSize,
+// the committer merges them into one in a dataChange: false version
+// (Delta's OPTIMIZE); files it removed are deleted once they have been
+// removed for Options.Retention (delta.deletedFileRetentionDuration).
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/connectors/s3"
+	"github.com/sluicehq/sluice/delta"
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+// Errors of [Table.Commit] and [Open].
+var (
+	// ErrFenced means a newer attempt of the same connector committed this
+	// commit number: this writer is a stale attempt (a zombie activity)
+	// and must stop without committing. The newer attempt is unharmed.
+	ErrFenced = errors.New("store: a newer attempt of this connector committed first (this attempt is stale)")
+	// ErrSuperseded means an older attempt of the same connector committed
+	// this commit number after this writer resumed: the table holds that
+	// attempt's records, so this writer must resume from the table's
+	// checkpoint (retrying the activity does).
+	ErrSuperseded = errors.New("store: an older attempt of this connector committed after this one resumed")
+	// ErrNotFound means no table exists at the location.
+	ErrNotFound = errors.New("store: no table")
+)
+
+// Defaults of [Options].
+const (
+	DefaultCheckpointInterval = 100
+	DefaultCompactMinFiles    = 50
+	DefaultTargetFileSize     = 128 << 20
+	DefaultRetention          = 7 * 24 * time.Hour
+)
+
+// Options tune the table store. Zero values take the defaults.
+type Options struct {
+	// CheckpointInterval is the versions between log checkpoints
+	// (delta.checkpointInterval); default 100.
+	CheckpointInterval int
+	// CompactMinFiles is how many small data files trigger a compaction
+	// (as Databricks' autoCompact.minNumFiles); default 50; negative
+	// turns compaction off.
+	CompactMinFiles int
+	// TargetFileSize is the size (bytes) below which a data file is
+	// small (delta.targetFileSize); default 128 MiB.
+	TargetFileSize int64
+	// Retention is how long a file removed by compaction stays on disk
+	// for readers of older versions
+	// (delta.deletedFileRetentionDuration); default 7 days.
+	Retention time.Duration
+	// S3 are the settings for s3:// roots.
+	S3 s3.Settings
+	// Allocator for record batches; memory.DefaultAllocator if nil.
+	Allocator memory.Allocator
+}
+
+func (o Options) withDefaults() Options {
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if o.CompactMinFiles == 0 {
+		o.CompactMinFiles = DefaultCompactMinFiles
+	}
+	if o.TargetFileSize <= 0 {
+		o.TargetFileSize = DefaultTargetFileSize
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.Allocator == nil {
+		o.Allocator = memory.DefaultAllocator
+	}
+	return o
+}
+
+// Location is a table's URI under root (a directory or s3://bucket/prefix):
+// <root>/<pipeline>/<table>. Local roots are made absolute, so that the
+// location names one place whatever the worker's working directory.
+func Location(root, pipelineName, table string) string {
+	if u, err := url.Parse(root); err == nil && u.Scheme == "s3" {
+		return strings.TrimSuffix(root, "/") + "/" + pipelineName + "/" + table
+	}
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	return filepath.Join(root, pipelineName, table)
+}
+
+// Table is one open table. Its methods may be called concurrently; one
+// Table per writer keeps writers of different processes independent.
+type Table struct {
+	st       delta.Storage
+	location string
+	opts     Options
+
+	mu   sync.Mutex
+	snap *delta.Snapshot // the newest state this Table has seen
+}
+
+// Create opens the table at location, creating its version 0 with the
+// change schema (schema plus _weight) if it has no commits. Concurrent
+// creators agree on one table: version 0 is put-if-absent.
+func Create(ctx context.Context, location, name string, schema *arrow.Schema, o Options) (*Table, error) {
+	t, err := open(ctx, location, o)
+	if err != nil {
+		return nil, err
+	}
+	if t.snap != nil {
+		return t, nil
+	}
+	change := pipeline.WithWeight(schema)
+	ss, err := delta.SchemaString(change)
+	if err != nil {
+		return nil, err
+	}
+	proto := &delta.Protocol{MinReaderVersion: 1, MinWriterVersion: 7, WriterFeatures: []string{"domainMetadata"}}
+	for _, f := range schema.Fields() {
+		if tt, ok := f.Type.(*arrow.TimestampType); ok && tt.TimeZone == "" {
+			proto = &delta.Protocol{MinReaderVersion: 3, MinWriterVersion: 7,
+				ReaderFeatures: []string{"timestampNtz"}, WriterFeatures: []string{"domainMetadata", "timestampNtz"}}
+			break
+		}
+	}
+	now := time.Now().UnixMilli()
+	o = t.opts
+	md := &delta.Metadata{
+		ID: uuid.NewString(), Name: name, Format: delta.Format{Provider: "parquet", Options: delta.StringMap{}},
+		SchemaString: ss, PartitionColumns: []string{}, CreatedTime: now,
+		Configuration: delta.StringMap{
+			"delta.checkpointInterval":           strconv.Itoa(o.CheckpointInterval),
+			"delta.deletedFileRetentionDuration": fmt.Sprintf("interval %d seconds", int64(o.Retention/time.Second)),
+		},
+	}
+	actions := []delta.Action{{Protocol: proto}, {MetaData: md}, {CommitInfo: &delta.CommitInfo{Timestamp: now, Operation: "CREATE TABLE", EngineInfo: engine}}}
+	err = delta.WriteCommit(ctx, t.st, 0, actions)
+	if err != nil && !errors.Is(err, delta.ErrExist) {
+		return nil, fmt.Errorf("store: create %s: %w", location, err)
+	}
+	// Created here or by a concurrent creator: read what won.
+	return Open(ctx, location, o)
+}
+
+// engine is commitInfo.engineInfo.
+const engine = "Sluice"
+
+// Open opens the table at location; [ErrNotFound] if it has no commits.
+func Open(ctx context.Context, location string, o Options) (*Table, error) {
+	t, err := open(ctx, location, o)
+	if err != nil {
+		return nil, err
+	}
+	if t.snap == nil {
+		return nil, fmt.Errorf("%w at %s", ErrNotFound, location)
+	}
+	return t, nil
+}
+
+func open(ctx context.Context, location string, o Options) (*Table, error) {
+	o = o.withDefaults()
+	st, err := delta.NewStorage(ctx, location, o.S3)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := delta.LoadLatest(ctx, st)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", location, err)
+	}
+	return &Table{st: st, location: location, opts: o, snap: snap}, nil
+}
+
+// ID returns the table's id (metaData.id).
+func (t *Table) ID() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.snap.Metadata.ID
+}
+
+// Location returns the table's URI.
+func (t *Table) Location() string { return t.location }
+
+// Storage returns where the table lives.
+func (t *Table) Storage() delta.Storage { return t.st }
+
+// Version returns the newest version this Table has seen.
+func (t *Table) Version() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.snap.Version
+}
+
+// AppID is the txn application id of a connector's commits:
+// "<table>.<connector>".
+func AppID(table, connector string) string { return table + "." + connector }
+
+// Domain is the domain metadata holding a connector's state:
+// "sluice.connector.<connector>".
+func Domain(connector string) string { return "sluice.connector." + connector }
+
+// State is what the table holds of one connector.
+type State struct {
+	// Commit is the connector's newest commit number (its txn version);
+	// 0 before its first commit.
+	Commit int64 `json:"commit"`
+	// Epoch orders the connector's writers: the activity attempt's start
+	// time in ns since the epoch.
+	Epoch int64 `json:"epoch"`
+	// Time is when that commit was made.
+	Time time.Time `json:"time"`
+	// Progress is the writer's progress at that commit (the Ingest
+	// activity's checkpoint and counters), opaque here.
+	Progress json.RawMessage `json:"progress,omitempty"`
+}
+
+// Refresh reads the versions committed since this Table last looked.
+// When a newer log checkpoint exists, it starts from that instead of
+// reading every commit.
+func (t *Table) Refresh(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.refresh(ctx)
+}
+
+func (t *Table) refresh(ctx context.Context) error {
+	if ok, err := t.nextExists(ctx); err != nil || !ok {
+		return err
+	}
+	// Far behind (a writer idle while others committed): start from the
+	// newest log checkpoint rather than reading every commit since.
+	if cp, err := delta.LastCheckpointVersion(ctx, t.st); err == nil && cp > t.snap.Version+int64(t.opts.CheckpointInterval) {
+		snap, err := delta.LoadLatest(ctx, t.st)
+		if err != nil {
+			return fmt.Errorf("store: %s: %w", t.location, err)
+		}
+		t.snap = snap
+		return nil
+	}
+	if _, err := t.snap.CatchUp(ctx, t.st); err != nil {
+		return fmt.Errorf("store: %s: %w", t.location, err)
+	}
+	return nil
+}
+
+// nextExists reports whether a version after the snapshot exists.
+func (t *Table) nextExists(ctx context.Context) (bool, error) {
+	f, err := t.st.Open(ctx, delta.CommitFile(t.snap.Version+1))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	f.Close()
+	return true, nil
+}
+
+// Connector returns what the table holds of a connector as of the newest
+// version, reading the versions committed since the Table last looked.
+func (t *Table) Connector(ctx context.Context, table, connector string) (State, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.refresh(ctx); err != nil {
+		return State{}, err
+	}
+	return t.state(table, connector)
+}
+
+func (t *Table) state(table, connector string) (State, error) {
+	var s State
+	if cfg, ok := t.snap.Domains[Domain(connector)]; ok {
+		if err := json.Unmarshal([]byte(cfg), &s); err != nil {
+			return s, fmt.Errorf("store: %s: domain %s: %w", t.location, Domain(connector), err)
+		}
+	}
+	s.Commit = t.snap.Txns[AppID(table, connector)]
+	return s, nil
+}
+
+// Commit is one connector commit: its records and its new state.
+type Commit struct {
+	// Table and Connector name the writer (its appId and domain).
+	Table, Connector string
+	// Number is the connector's commit number: its previous commit's + 1.
+	Number int64
+	// Epoch is the writer's epoch (see [State]).
+	Epoch int64
+	// Progress is stored as the connector's state.
+	Progress json.RawMessage
+	// Records are in the table's change schema; empty commits the
+	// progress alone.
+	Records []arrow.RecordBatch
+	// Schema is the change schema.
+	Schema *arrow.Schema
+}
+
+// Result says what a commit did.
+type Result struct {
+	// Version is the table version the commit became.
+	Version int64
+	// Rows is the records it added.
+	Rows int64
+	// Compacted is the files a compaction after it merged (0: none ran).
+	Compacted int
+}
+
+// Commit writes c's records as a data file and commits it with the
+// connector's txn and state as the next version. It fails with
+// [ErrFenced] or [ErrSuperseded] when another attempt of the connector
+// committed c.Number; the data file it wrote is then deleted. After the
+// commit it writes a log checkpoint when the version is a multiple of
+// the checkpoint interval, and compacts small files when there are
+// enough; neither changes the commit's outcome.
+func (t *Table) Commit(ctx context.Context, c Commit) (Result, error) {
+	var res Result
+	now := time.Now()
+	actions := make([]delta.Action, 0, 4)
+	var dataFile string
+	if len(c.Records) > 0 {
+		data, stats, rows, err := delta.EncodeParquet(t.opts.Allocator, c.Schema, c.Records)
+		if err != nil {
+			return res, fmt.Errorf("store: encode: %w", err)
+		}
+		if rows > 0 {
+			dataFile = newDataFile()
+			if err := t.st.Put(ctx, dataFile, data); err != nil {
+				return res, fmt.Errorf("store: write %s: %w", dataFile, err)
+			}
+			yes := true
+			actions = append(actions, delta.Action{Add: &delta.File{Path: dataFile, PartitionValues: delta.PartitionValues{}, Size: int64(len(data)),
+				ModificationTime: now.UnixMilli(), DataChange: &yes, Stats: stats}})
+			res.Rows = rows
+		}
+	}
+	state, _ := json.Marshal(State{Commit: c.Number, Epoch: c.Epoch, Time: now.UTC(), Progress: c.Progress})
+	app := AppID(c.Table, c.Connector)
+	actions = append(actions,
+		delta.Action{Txn: &delta.Txn{AppID: app, Version: c.Number, LastUpdated: now.UnixMilli()}},
+		delta.Action{DomainMetadata: &delta.DomainMetadata{Domain: Domain(c.Connector), Configuration: string(state)}},
+		delta.Action{CommitInfo: &delta.CommitInfo{Timestamp: now.UnixMilli(), Operation: "STREAMING UPDATE", EngineInfo: engine,
+			OperationParams: map[string]any{"connector": c.Connector, "commit": c.Number}}},
+	)
+	fail := func(err error) (Result, error) {
+		if dataFile != "" {
+			t.st.Delete(context.WithoutCancel(ctx), dataFile)
+		}
+		return res, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		if err := t.refresh(ctx); err != nil {
+			return fail(err)
+		}
+		prev, err := t.state(c.Table, c.Connector)
+		if err != nil {
+			return fail(err)
+		}
+		switch {
+		case prev.Commit >= c.Number && prev.Epoch > c.Epoch:
+			return fail(fmt.Errorf("%w: %s commit %d is in version %d", ErrFenced, app, prev.Commit, t.snap.Version))
+		case prev.Commit >= c.Number:
+			return fail(fmt.Errorf("%w: %s commit %d is in the table", ErrSuperseded, app, prev.Commit))
+		case prev.Commit != c.Number-1:
+			return fail(fmt.Errorf("store: %s: %s's newest commit is %d, but this writer's previous commit is %d", t.location, app, prev.Commit, c.Number-1))
+		}
+		v := t.snap.Version + 1
+		err = delta.WriteCommit(ctx, t.st, v, actions)
+		if errors.Is(err, delta.ErrExist) {
+			continue // another writer took v: read it and try the next
+		}
+		if err != nil {
+			// Unknown outcome (a timeout may hide a success), so the data
+			// file stays: the activity's retry resumes from what the
+			// table holds.
+			return res, fmt.Errorf("store: commit %s version %d: %w", t.location, v, err)
+		}
+		if err := t.snap.Apply(actions); err != nil {
+			return res, err
+		}
+		t.snap.Version = v
+		res.Version = v
+		break
+	}
+	t.maintain(context.WithoutCancel(ctx), &res)
+	return res, nil
+}
+
+func newDataFile() string { return "part-" + uuid.NewString() + ".snappy.parquet" }
+
+// maintain checkpoints and compacts after a commit. Failures are not the
+// commit's: the next commit tries again.
+func (t *Table) maintain(ctx context.Context, res *Result) {
+	if t.snap.Version%int64(t.opts.CheckpointInterval) == 0 {
+		t.checkpoint(ctx)
+	}
+	if t.opts.CompactMinFiles > 0 {
+		if n, err := t.compact(ctx); err == nil {
+			res.Compacted = n
+		}
+	}
+}
+
+// checkpoint vacuums the files whose removal expired and writes the log
+// checkpoint of the current version.
+func (t *Table) checkpoint(ctx context.Context) error {
+	expired := time.Now().Add(-t.opts.Retention).UnixMilli()
+	for path, r := range t.snap.Tombstones {
+		if r.DeletionTimestamp < expired {
+			if err := t.st.Delete(ctx, path); err != nil {
+				return err
+			}
+			delete(t.snap.Tombstones, path)
+		}
+	}
+	return delta.WriteCheckpoint(ctx, t.st, t.snap)
+}
+
+// compact merges the small data files into one when there are at least
+// CompactMinFiles of them, in a dataChange: false version. It gives up
+// (and deletes its file) if another writer removed one of them first.
+func (t *Table) compact(ctx context.Context) (int, error) {
+	var small []*delta.File
+	var size int64
+	for _, f := range t.snap.Files {
+		if f.Size < t.opts.TargetFileSize {
+			small = append(small, f)
+		}
+	}
+	if len(small) < t.opts.CompactMinFiles {
+		return 0, nil
+	}
+	sort.Slice(small, func(i, j int) bool {
+		if small[i].ModificationTime != small[j].ModificationTime {
+			return small[i].ModificationTime < small[j].ModificationTime
+		}
+		return small[i].Path < small[j].Path
+	})
+	// Merge the oldest files up to the target size.
+	n := 0
+	for n < len(small) && (n < 2 || size+small[n].Size <= t.opts.TargetFileSize) {
+		size += small[n].Size
+		n++
+	}
+	small = small[:n]
+	schema, err := t.schema()
+	if err != nil {
+		return 0, err
+	}
+	var recs []arrow.RecordBatch
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	for _, f := range small {
+		err := t.readFile(ctx, f.Path, schema, func(rec arrow.RecordBatch) error {
+			rec.Retain()
+			recs = append(recs, rec)
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	data, stats, _, err := delta.EncodeParquet(t.opts.Allocator, schema, recs)
+	if err != nil {
+		return 0, err
+	}
+	merged := newDataFile()
+	if err := t.st.Put(ctx, merged, data); err != nil {
+		return 0, err
+	}
+	now := time.Now().UnixMilli()
+	no := false
+	actions := []delta.Action{{Add: &delta.File{Path: merged, PartitionValues: delta.PartitionValues{}, Size: int64(len(data)), ModificationTime: now, DataChange: &no, Stats: stats}}}
+	for _, f := range small {
+		actions = append(actions, delta.Action{Remove: &delta.File{Path: f.Path, PartitionValues: delta.PartitionValues{}, Size: f.Size,
+			DeletionTimestamp: now, DataChange: &no, ExtendedFileMetadata: true}})
+	}
+	actions = append(actions, delta.Action{CommitInfo: &delta.CommitInfo{Timestamp: now, Operation: "OPTIMIZE", EngineInfo: engine,
+		OperationParams: map[string]any{"auto": true, "files": len(small)}}})
+	for {
+		v := t.snap.Version + 1
+		err := delta.WriteCommit(ctx, t.st, v, actions)
+		if errors.Is(err, delta.ErrExist) {
+			if err := t.refresh(ctx); err != nil {
+				t.st.Delete(ctx, merged)
+				return 0, err
+			}
+			for _, f := range small {
+				p, _ := f.FilePath()
+				if t.snap.Files[p] == nil {
+					t.st.Delete(ctx, merged) // another compaction took it
+					return 0, nil
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if err := t.snap.Apply(actions); err != nil {
+			return 0, err
+		}
+		t.snap.Version = v
+		if v%int64(t.opts.CheckpointInterval) == 0 {
+			t.checkpoint(ctx)
+		}
+		return len(small), nil
+	}
+}
+
+// schema returns the table's change schema as stored in its data files.
+func (t *Table) schema() (*arrow.Schema, error) {
+	return Schema(t.snap.Metadata)
+}
+
+// Schema returns the Arrow schema of a Sluice table's data files from its
+// metadata: the Delta types back to Arrow (long for TIME, as stored).
+func Schema(md *delta.Metadata) (*arrow.Schema, error) {
+	var s struct {
+		Fields []struct {
+			Name     string `json:"name"`
+			Type     any    `json:"type"`
+			Nullable bool   `json:"nullable"`
+		} `json:"fields"`
+	}
+	if err := json.Unmarshal([]byte(md.SchemaString), &s); err != nil {
+		return nil, fmt.Errorf("store: schemaString: %w", err)
+	}
+	fields := make([]arrow.Field, len(s.Fields))
+	for i, f := range s.Fields {
+		name, _ := f.Type.(string)
+		var dt arrow.DataType
+		switch {
+		case name == "boolean":
+			dt = arrow.FixedWidthTypes.Boolean
+		case name == "byte":
+			dt = arrow.PrimitiveTypes.Int8
+		case name == "short":
+			dt = arrow.PrimitiveTypes.Int16
+		case name == "integer":
+			dt = arrow.PrimitiveTypes.Int32
+		case name == "long":
+			dt = arrow.PrimitiveTypes.Int64
+		case name == "float":
+			dt = arrow.PrimitiveTypes.Float32
+		case name == "double":
+			dt = arrow.PrimitiveTypes.Float64
+		case name == "string":
+			dt = arrow.BinaryTypes.String
+		case name == "binary":
+			dt = arrow.BinaryTypes.Binary
+		case name == "date":
+			dt = arrow.FixedWidthTypes.Date32
+		case name == "timestamp_ntz":
+			dt = &arrow.TimestampType{Unit: arrow.Microsecond}
+		case name == "timestamp":
+			dt = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+		case strings.HasPrefix(name, "decimal("):
+			var p, sc int32
+			if _, err := fmt.Sscanf(name, "decimal(%d,%d)", &p, &sc); err != nil {
+				return nil, fmt.Errorf("store: column %s: type %q", f.Name, name)
+			}
+			dt = &arrow.Decimal128Type{Precision: p, Scale: sc}
+		default:
+			return nil, fmt.Errorf("store: column %s: type %v is not one Sluice writes", f.Name, f.Type)
+		}
+		fields[i] = arrow.Field{Name: f.Name, Type: dt, Nullable: f.Nullable}
+	}
+	return arrow.NewSchema(fields, nil), nil
+}
+
+// readFile calls fn with each record batch of a data file; the batch is
+// released after fn returns.
+func (t *Table) readFile(ctx context.Context, path string, schema *arrow.Schema, fn func(arrow.RecordBatch) error) error {
+	f, err := t.st.Open(ctx, path)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", path, err)
+	}
+	defer f.Close()
+	r, err := file.NewParquetReader(f)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", path, err)
+	}
+	defer r.Close()
+	if r.NumRowGroups() == 0 {
+		return nil
+	}
+	fr, err := pqarrow.NewFileReader(r, pqarrow.ArrowReadProperties{BatchSize: 64 << 10}, t.opts.Allocator)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", path, err)
+	}
+	rr, err := fr.GetRecordReader(ctx, nil, nil)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", path, err)
+	}
+	defer rr.Release()
+	for rr.Next() {
+		rec := rr.RecordBatch()
+		if !rec.Schema().Equal(schema) { // the file's own field metadata aside
+			rec = array.NewRecordBatch(schema, rec.Columns(), rec.NumRows())
+			err = fn(rec)
+			rec.Release()
+		} else {
+			err = fn(rec)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("store: %s: %w", path, err)
+	}
+	return nil
+}
+
+// Snapshot returns the newest version and its active data files in
+// commit order (by modification time, then path).
+func (t *Table) Snapshot(ctx context.Context) (int64, []*delta.File, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.refresh(ctx); err != nil {
+		return 0, nil, err
+	}
+	files := make([]*delta.File, 0, len(t.snap.Files))
+	for _, f := range t.snap.Files {
+		files = append(files, f)
+	}
+	sort.Slice(files, func(i, j int) bool {
+		if files[i].ModificationTime != files[j].ModificationTime {
+			return files[i].ModificationTime < files[j].ModificationTime
+		}
+		return files[i].Path < files[j].Path
+	})
+	return t.snap.Version, files, nil
+}
+
+// Scan calls fn with every record batch of the newest snapshot (each
+// row with its weight: apply them for the table's rows). The batch is
+// released after fn returns: retain it to keep it.
+func (t *Table) Scan(ctx context.Context, fn func(arrow.RecordBatch) error) error {
+	_, files, err := t.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	schema, err := t.schema()
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		p, err := f.FilePath()
+		if err != nil {
+			return err
+		}
+		if err := t.readFile(ctx, p, schema, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Change locates a batch of the change stream.
+type Change struct {
+	// Version is the table version that committed it.
+	Version int64
+	// Connector wrote it ("" for a version without a connector).
+	Connector string
+	// Number is the connector's commit number.
+	Number int64
+	// Time is when it was committed (commitInfo.timestamp).
+	Time time.Time
+}
+
+// commitOf reads a version's provenance from its commitInfo.
+func commitOf(v int64, actions []delta.Action) Change {
+	ch := Change{Version: v}
+	for _, a := range actions {
+		if ci := a.CommitInfo; ci != nil {
+			ch.Time = time.UnixMilli(ci.Timestamp)
+			if c, ok := ci.OperationParams["connector"].(string); ok {
+				ch.Connector = c
+			}
+			if n, ok := ci.OperationParams["commit"].(float64); ok {
+				ch.Number = int64(n)
+			}
+		}
+	}
+	return ch
+}
+
+// CommitRecord is a connector's commit as the log holds it.
+type CommitRecord struct {
+	Change
+	// Rows is the records it added (from the add's stats).
+	Rows int64
+}
+
+// Commits lists every connector commit, in version order. It reads the
+// whole log: for tests and tools, not for a hot path.
+func (t *Table) Commits(ctx context.Context) ([]CommitRecord, error) {
+	var out []CommitRecord
+	for v := int64(0); ; v++ {
+		actions, err := delta.ReadCommit(ctx, t.st, v)
+		if errors.Is(err, fs.ErrNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := CommitRecord{Change: commitOf(v, actions)}
+		if c.Connector == "" {
+			continue
+		}
+		for _, a := range actions {
+			if a.Add != nil && a.Add.DataChanged() {
+				c.Rows += max(a.Add.NumRecords(), 0)
+			}
+		}
+		out = append(out, c)
+	}
+}
+
+// Changes calls fn with the records each version from..to (inclusive; to
+// -1: the newest) added with dataChange true, in version order: the
+// table's change stream. Compactions (dataChange false) add nothing to
+// it. A data file removed and vacuumed before it was read is an error.
+func (t *Table) Changes(ctx context.Context, from, to int64, fn func(Change, arrow.RecordBatch) error) error {
+	schema, err := t.schema()
+	if err != nil {
+		return err
+	}
+	for v := from; to < 0 || v <= to; v++ {
+		actions, err := delta.ReadCommit(ctx, t.st, v)
+		if errors.Is(err, fs.ErrNotExist) {
+			if to < 0 {
+				return nil
+			}
+			return fmt.Errorf("store: %s: version %d does not exist", t.location, v)
+		}
+		if err != nil {
+			return err
+		}
+		ch := commitOf(v, actions)
+		for _, a := range actions {
+			if a.Add == nil || !a.Add.DataChanged() {
+				continue
+			}
+			p, err := a.Add.FilePath()
+			if err != nil {
+				return err
+			}
+			if err := t.readFile(ctx, p, schema, func(rec arrow.RecordBatch) error { return fn(ch, rec) }); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// String is the table's location.
+func (t *Table) String() string { return t.location }
