@@ -296,11 +296,12 @@ func WriteCheckpoint(ctx context.Context, st Storage, s *Snapshot) error {
 		js.Write(b)
 		js.WriteByte('\n')
 	}
-	rec, _, err := array.RecordFromJSON(memory.DefaultAllocator, checkpointSchema, bytes.NewReader(append([]byte("["), bytes.ReplaceAll(bytes.TrimSpace(js.Bytes()), []byte("\n"), []byte(","))...)))
-	if err != nil {
-		return fmt.Errorf("checkpoint %d: %w", s.Version, err)
+	jr := array.NewJSONReader(&js, checkpointSchema, array.WithChunk(-1))
+	defer jr.Release()
+	if !jr.Next() {
+		return fmt.Errorf("checkpoint %d: %v", s.Version, jr.Err())
 	}
-	defer rec.Release()
+	rec := jr.RecordBatch()
 	var buf bytes.Buffer
 	w, err := pqarrow.NewFileWriter(checkpointSchema, &buf, WriterProperties(), pqarrow.DefaultWriterProps())
 	if err != nil {

@@ -394,6 +394,9 @@ func (t *Table) Commit(ctx context.Context, c Commit) (Result, error) {
 		}
 		return res, err
 	}
+	if testHookPrepared != nil {
+		testHookPrepared(c)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for {
@@ -433,6 +436,10 @@ func (t *Table) Commit(ctx context.Context, c Commit) (Result, error) {
 	t.maintain(context.WithoutCancel(ctx), &res)
 	return res, nil
 }
+
+// testHookPrepared runs between writing a commit's data file and
+// committing it: tests slow a writer there.
+var testHookPrepared func(Commit)
 
 func newDataFile() string { return "part-" + uuid.NewString() + ".snappy.parquet" }
 
