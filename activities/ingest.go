@@ -239,13 +239,13 @@ func resume(ctx context.Context, in IngestInput, table *store.Table) (Progress, 
 // or commitWait after the previous commit. A live connector commits at
 // most once per commit_interval_ms unless max_batch_size records wait; a
 // backfill (a source that reaches end of input) commits by size, half its
-// queue, and at least every ten intervals.
+// queue (max_queued_records), or once per interval when it reads slower.
 func commitCadence(c pipeline.Connector, src connectors.Source) (int64, time.Duration) {
-	rows, wait := int64(c.BatchLimit()), c.CommitInterval()
+	rows := int64(c.BatchLimit())
 	if b, ok := src.(interface{ Bounded() bool }); ok && b.Bounded() {
-		rows, wait = max(rows, int64(c.QueueLimit()/2)), 10*wait
+		rows = max(rows, int64(c.QueueLimit()/2))
 	}
-	return rows, wait
+	return rows, c.CommitInterval()
 }
 
 func fatal(err error) error {

@@ -105,6 +105,9 @@ type storedRow struct {
 // readTable returns every change of a table, in commit order.
 func readTable(t *testing.T, dataDir, pipelineName, table string) []storedRow {
 	tbl, err := store.Open(context.Background(), store.Location(dataDir, pipelineName, table), store.Options{})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // no connector of the table has started
+	}
 	require.NoError(t, err)
 	var out []storedRow
 	require.NoError(t, tbl.Changes(context.Background(), 0, -1, func(c store.Change, rec arrow.RecordBatch) error {
@@ -279,4 +282,37 @@ func finish(t *testing.T, run client.WorkflowRun) workflows.PipelineStats {
 	var final workflows.PipelineStats
 	require.NoError(t, run.Get(ctx, &final))
 	return final
+}
+
+// duckdbDeltaLog is a DuckDB query over a Delta table's JSON commits, read
+// with DuckDB's own JSON reader (not Sluice's log code): one row per add
+// or remove action with its version, path, dataChange and the committing
+// connector (commitInfo.operationParameters.connector).
+func duckdbDeltaLog(dir string) string {
+	return fmt.Sprintf(`(with log as (
+		select regexp_extract(filename, '(\d{20})\.json$', 1)::bigint as version, add, remove, commitInfo
+		from read_ndjson('%s/_delta_log/*.json', filename = true, columns = {
+			add: 'STRUCT(path VARCHAR, "dataChange" BOOLEAN)', remove: 'STRUCT(path VARCHAR, "dataChange" BOOLEAN)',
+			"commitInfo": 'STRUCT("operationParameters" STRUCT(connector VARCHAR))'})),
+	conn as (select version, commitInfo.operationParameters.connector as connector from log where commitInfo is not null)
+	select l.version, coalesce(add.path, remove.path) as path, add is not null as is_add,
+		coalesce(add.dataChange, remove.dataChange) as data_change, c.connector
+	from log l left join conn c using (version) where add is not null or remove is not null)`, dir)
+}
+
+// duckdbDeltaFiles replays a Delta table's log up to version (-1: all)
+// with DuckDB's JSON reader and returns read_parquet over the active data
+// files: adds minus removes, by path.
+func duckdbDeltaFiles(t *testing.T, dir string, version int64) string {
+	if version < 0 {
+		version = 1 << 62
+	}
+	rows := duckdb(t, fmt.Sprintf(`select path from %[1]s where is_add and version <= %[2]d
+		except select path from %[1]s where not is_add and version <= %[2]d order by path`, duckdbDeltaLog(dir), version))
+	require.NotEmpty(t, rows, "the log names active files")
+	var files []string
+	for _, r := range rows {
+		files = append(files, fmt.Sprintf("'%s/%s'", dir, r["path"]))
+	}
+	return "read_parquet([" + strings.Join(files, ", ") + "])"
 }
