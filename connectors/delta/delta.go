@@ -380,7 +380,10 @@ type fileReader struct {
 	dataCol []int // per table column: index in the reader's output, or -1 for a partition column
 	consts  []scalar.Scalar
 	weight  int64
-	filters []*predicate.Predicate
+	// weightCol is the reader's column of the file's _weight (tables
+	// Sluice wrote), or -1: rows then weigh 1.
+	weightCol int
+	filters   []*predicate.Predicate
 	change  *arrow.Schema
 }
 
@@ -434,6 +437,12 @@ func (s *Source) openFile(ctx context.Context, c change, filters []*predicate.Pr
 		dataFields = append(dataFields, fld)
 		names = append(names, s.cols.PhysicalName(fld.Name))
 	}
+	r.weightCol = -1
+	if s.cols.Has(pipeline.WeightColumn) { // a Sluice table: each row carries its weight
+		r.weightCol = len(dataFields)
+		dataFields = append(dataFields, arrow.Field{Name: pipeline.WeightColumn, Type: arrow.PrimitiveTypes.Int64})
+		names = append(names, s.cols.PhysicalName(pipeline.WeightColumn))
+	}
 	pq, err := format.OpenParquetColumns(ctx, f, arrow.NewSchema(dataFields, nil), names, s.p.Alloc(), s.p.BatchSize, s.cp.Row)
 	if err != nil {
 		f.Close()
@@ -472,11 +481,30 @@ func (r *fileReader) next(ctx context.Context) (arrow.RecordBatch, error) {
 		}
 		cols = append(cols, a)
 	}
-	if r.weight == 1 {
+	switch {
+	case r.weightCol >= 0:
+		stored := rec.Column(r.weightCol).(*array.Int64)
+		if r.weight == 1 && stored.NullN() == 0 {
+			stored.Retain()
+			cols = append(cols, stored)
+			break
+		}
+		b := array.NewInt64Builder(alloc)
+		b.Reserve(int(n))
+		for i := range int(n) {
+			w := int64(1)
+			if stored.IsValid(i) {
+				w = stored.Value(i)
+			}
+			b.UnsafeAppend(w * r.weight)
+		}
+		cols = append(cols, b.NewArray())
+		b.Release()
+	case r.weight == 1:
 		w := rec.Column(int(rec.NumCols()) - 1)
 		w.Retain()
 		cols = append(cols, w)
-	} else {
+	default:
 		w, _ := scalar.MakeArrayFromScalar(scalar.NewInt64Scalar(r.weight), int(n), alloc)
 		cols = append(cols, w)
 	}
