@@ -149,8 +149,26 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 	queue := make(chan item, max(2, in.Connector.QueueLimit()/max(1, in.Connector.BatchLimit())))
 	space := make(chan struct{}, 1) // the writer freed queue space
 	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
-	go w.read(readCtx, src, queue, space)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		w.read(readCtx, src, queue, space)
+	}()
+	// Before the source closes (deferred above, so after this), the reader
+	// must have returned: stop it and release what it still queues.
+	defer func() {
+		stopReading()
+		for {
+			select {
+			case <-readerDone:
+				return
+			case it := <-queue:
+				if it.batch.Record != nil {
+					it.batch.Record.Release()
+				}
+			}
+		}
+	}()
 	return w.run(queue, space)
 }
 
