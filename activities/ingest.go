@@ -123,6 +123,7 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 	if err != nil {
 		return Progress{}, err
 	}
+	defer table.Close()
 	progress, err := resume(ctx, in, table)
 	if err != nil {
 		return Progress{}, err

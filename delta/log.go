@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"regexp"
 	"sort"
@@ -15,7 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -358,8 +361,9 @@ func parseCommit(name string, b []byte) ([]Action, error) {
 
 // readCheckpoint reads the actions of a Parquet checkpoint part. Each row
 // holds one action in one of its struct columns; rendered as JSON by
-// Arrow, a row has the shape of a commit line.
-func readCheckpoint(ctx context.Context, st Storage, name string) ([]Action, error) {
+// Arrow, a row has the shape of a commit line. Only the top-level
+// columns in only are read (nil: all).
+func readCheckpoint(ctx context.Context, st Storage, name string, only map[string]bool) ([]Action, error) {
 	f, err := st.Open(ctx, name)
 	if err != nil {
 		return nil, err
@@ -374,7 +378,20 @@ func readCheckpoint(ctx context.Context, st Storage, name string) ([]Action, err
 	if err != nil {
 		return nil, connectors.Fatal(fmt.Errorf("checkpoint %s: %w", name, err))
 	}
-	rr, err := fr.GetRecordReader(ctx, nil, nil)
+	var leaves []int // nil: all
+	if only != nil {
+		sc := pf.MetaData().Schema
+		leaves = []int{}
+		for i := range sc.NumColumns() {
+			if only[sc.Column(i).ColumnPath()[0]] {
+				leaves = append(leaves, i)
+			}
+		}
+		if len(leaves) == 0 {
+			return nil, nil
+		}
+	}
+	rr, err := fr.GetRecordReader(ctx, leaves, nil)
 	if err != nil {
 		return nil, connectors.Fatal(fmt.Errorf("checkpoint %s: %w", name, err))
 	}
@@ -382,8 +399,18 @@ func readCheckpoint(ctx context.Context, st Storage, name string) ([]Action, err
 	var out []Action
 	var buf bytes.Buffer
 	for rr.Next() {
+		rec := rr.RecordBatch()
+		if only != nil { // most rows are other actions: keep those with a read column set
+			if rec, err = nonNullRows(ctx, rec); err != nil {
+				return nil, fmt.Errorf("checkpoint %s: %w", name, err)
+			}
+		}
 		buf.Reset()
-		if err := array.RecordToJSON(rr.RecordBatch(), &buf); err != nil {
+		err := array.RecordToJSON(rec, &buf)
+		if only != nil {
+			rec.Release()
+		}
+		if err != nil {
 			return nil, fmt.Errorf("checkpoint %s: %w", name, err)
 		}
 		dec := json.NewDecoder(&buf)
@@ -396,6 +423,28 @@ func readCheckpoint(ctx context.Context, st Storage, name string) ([]Action, err
 		}
 	}
 	return out, rr.Err()
+}
+
+// nonNullRows returns the rows of rec where some column is not null; the
+// caller releases the result.
+func nonNullRows(ctx context.Context, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+	b := array.NewBooleanBuilder(memory.DefaultAllocator)
+	defer b.Release()
+	n := int(rec.NumRows())
+	b.Reserve(n)
+	for i := range n {
+		valid := false
+		for _, c := range rec.Columns() {
+			if c.IsValid(i) {
+				valid = true
+				break
+			}
+		}
+		b.UnsafeAppend(valid)
+	}
+	mask := b.NewArray()
+	defer mask.Release()
+	return compute.FilterRecordBatch(ctx, rec, mask, compute.DefaultFilterOptions())
 }
 
 // Snapshot is the table's state at one version: what replaying the log
@@ -413,6 +462,45 @@ type Snapshot struct {
 	Txns map[string]int64
 	// Domains are the domain metadata, by domain.
 	Domains map[string]string
+	// TombstonesFrom names the checkpoint parts whose remove actions were
+	// not read (LoadLatest skips them); Tombstones then holds only the
+	// removes of the commits after it. [Snapshot.LoadTombstones] reads
+	// them.
+	TombstonesFrom []string
+}
+
+// Clone returns a copy whose maps can change independently; the actions
+// they point to are shared and never modified.
+func (s *Snapshot) Clone() *Snapshot {
+	c := *s
+	c.Files, c.Tombstones = maps.Clone(s.Files), maps.Clone(s.Tombstones)
+	c.Txns, c.Domains = maps.Clone(s.Txns), maps.Clone(s.Domains)
+	return &c
+}
+
+// LoadTombstones reads the remove actions LoadLatest skipped, keeping
+// those of files not active again.
+func (s *Snapshot) LoadTombstones(ctx context.Context, st Storage) error {
+	for _, part := range s.TombstonesFrom {
+		actions, err := readCheckpoint(ctx, st, part, map[string]bool{"remove": true})
+		if err != nil {
+			return err
+		}
+		for _, a := range actions {
+			if a.Remove == nil {
+				continue
+			}
+			p, err := a.Remove.FilePath()
+			if err != nil {
+				return err
+			}
+			if s.Files[p] == nil && s.Tombstones[p] == nil {
+				s.Tombstones[p] = a.Remove
+			}
+		}
+	}
+	s.TombstonesFrom = nil
+	return nil
 }
 
 // NewSnapshot returns the empty state before version 0.
@@ -504,7 +592,7 @@ func LoadSnapshot(ctx context.Context, st Storage, version int64) (*Snapshot, er
 	}
 	s := NewSnapshot()
 	if cp >= 0 {
-		if err := s.loadCheckpoint(ctx, st, cp, l.checkpoints[cp]); err != nil {
+		if err := s.loadCheckpoint(ctx, st, cp, l.checkpoints[cp], nil); err != nil {
 			return nil, err
 		}
 	}
@@ -527,9 +615,9 @@ func LoadSnapshot(ctx context.Context, st Storage, version int64) (*Snapshot, er
 	return s, nil
 }
 
-func (s *Snapshot) loadCheckpoint(ctx context.Context, st Storage, v int64, parts []string) error {
+func (s *Snapshot) loadCheckpoint(ctx context.Context, st Storage, v int64, parts []string, only map[string]bool) error {
 	for _, part := range parts {
-		actions, err := readCheckpoint(ctx, st, part)
+		actions, err := readCheckpoint(ctx, st, part, only)
 		if err != nil {
 			return err
 		}
@@ -544,9 +632,11 @@ func (s *Snapshot) loadCheckpoint(ctx context.Context, st Storage, v int64, part
 // LoadLatest returns the newest snapshot without listing the log: the
 // checkpoint _last_checkpoint names, then the commits after it, read one
 // by one until the next is missing. Its cost depends on the commits since
-// the last checkpoint, not on the table's age; tables that Sluice writes
-// keep _last_checkpoint current. It returns (nil, nil) for a location
-// without commits.
+// the last checkpoint and the active files, not on the table's age:
+// tables that Sluice writes keep _last_checkpoint current, and the
+// checkpoint's remove actions (tombstones, which pile up until their
+// retention expires) are left for [Snapshot.LoadTombstones]. It returns
+// (nil, nil) for a location without commits.
 func LoadLatest(ctx context.Context, st Storage) (*Snapshot, error) {
 	lc, err := readLastCheckpoint(ctx, st)
 	if err != nil {
@@ -561,12 +651,14 @@ func LoadLatest(ctx context.Context, st Storage) (*Snapshot, error) {
 				parts = append(parts, fmt.Sprintf("%s/%020d.checkpoint.%010d.%010d.parquet", LogDir, lc.Version, i, lc.Parts))
 			}
 		}
-		if err := s.loadCheckpoint(ctx, st, lc.Version, parts); err != nil {
+		live := map[string]bool{"txn": true, "add": true, "metaData": true, "protocol": true, "domainMetadata": true}
+		if err := s.loadCheckpoint(ctx, st, lc.Version, parts, live); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				return nil, err
 			}
 			return LoadSnapshot(ctx, st, -1) // the hint names a checkpoint that is gone
 		}
+		s.TombstonesFrom = parts
 	}
 	if _, err := s.CatchUp(ctx, st); err != nil {
 		return nil, err

@@ -72,9 +72,10 @@ func (c *Columns) Has(logical string) bool {
 }
 
 // TypeName returns the Delta type of an Arrow type (PROTOCOL.md,
-// "Primitive Types"), and whether the table then needs the timestampNtz
-// feature. TIME has no Delta type: it is stored as a long, microseconds
-// since midnight (see [StorageType]).
+// "Primitive Types"). A timestamp without a time zone is timestamp_ntz,
+// which needs the timestampNtz table feature (reader version 3). TIME has
+// no Delta type: it is a long, microseconds since midnight (see
+// [StorageType]). Other types are an error.
 func TypeName(t arrow.DataType) (string, error) {
 	switch t := t.(type) {
 	case *arrow.BooleanType:

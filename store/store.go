@@ -27,9 +27,12 @@
 // Every Options.CheckpointInterval versions the committer writes a
 // Parquet log checkpoint and _last_checkpoint. When the table has
 // Options.CompactMinFiles data files smaller than Options.TargetFileSize,
-// the committer merges them into one in a dataChange: false version
-// (Delta's OPTIMIZE); files it removed are deleted once they have been
-// removed for Options.Retention (delta.deletedFileRetentionDuration).
+// the committer merges files of similar size into one in a dataChange:
+// false version (Delta's OPTIMIZE, tiered by size so that a row is
+// rewritten a few times, not at every compaction); files it removed are
+// deleted once they have been removed for Options.Retention
+// (delta.deletedFileRetentionDuration). Both run in the background, off
+// the commit path: [Table.Flush] waits for them, [Table.Close] stops them.
 package store
 
 import (
@@ -41,6 +44,7 @@ import (
 	"io/fs"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,6 +149,7 @@ type Table struct {
 
 	mu   sync.Mutex
 	snap *delta.Snapshot // the newest state this Table has seen
+	m    maintenance
 }
 
 // Create opens the table at location, creating its version 0 with the
@@ -348,8 +353,6 @@ type Result struct {
 	Version int64
 	// Rows is the records it added.
 	Rows int64
-	// Compacted is the files a compaction after it merged (0: none ran).
-	Compacted int
 }
 
 // Commit writes c's records as a data file and commits it with the
@@ -433,7 +436,7 @@ func (t *Table) Commit(ctx context.Context, c Commit) (Result, error) {
 		res.Version = v
 		break
 	}
-	t.maintain(context.WithoutCancel(ctx), &res)
+	t.committed(res.Version)
 	return res, nil
 }
 
@@ -443,64 +446,225 @@ var testHookPrepared func(Commit)
 
 func newDataFile() string { return "part-" + uuid.NewString() + ".snappy.parquet" }
 
-// maintain checkpoints and compacts after a commit. Failures are not the
-// commit's: the next commit tries again.
-func (t *Table) maintain(ctx context.Context, res *Result) {
-	if t.snap.Version%int64(t.opts.CheckpointInterval) == 0 {
-		t.checkpoint(ctx)
+// maintenance is a Table's background work: log checkpoints and
+// compaction, off the commit path, one step at a time.
+type maintenance struct {
+	work           chan chan struct{} // nil: a kick; else closed when idle
+	started        bool
+	closed         bool
+	wantCheckpoint bool
+	// checkpointedLast says the last step wrote a checkpoint.
+	checkpointedLast bool
+	// life orders Flush's send before Close's close of work.
+	life sync.RWMutex
+}
+
+// kick wakes the maintenance goroutine, starting it at first. Callers
+// hold t.mu.
+func (t *Table) kick() {
+	if t.m.closed {
+		return
 	}
-	if t.opts.CompactMinFiles > 0 {
-		if n, err := t.compact(ctx); err == nil {
-			res.Compacted = n
+	if !t.m.started {
+		t.m.started = true
+		t.m.work = make(chan chan struct{}, 1)
+		go t.maintainLoop()
+	}
+	select {
+	case t.m.work <- nil:
+	default: // already kicked
+	}
+}
+
+// Flush waits until the background checkpoints and compactions that the
+// commits so far asked for are done.
+func (t *Table) Flush() {
+	t.m.life.RLock() // Close waits for the send below
+	t.mu.Lock()
+	if !t.m.started || t.m.closed {
+		t.mu.Unlock()
+		t.m.life.RUnlock()
+		return
+	}
+	d := make(chan struct{})
+	work := t.m.work
+	t.mu.Unlock()
+	work <- d
+	t.m.life.RUnlock()
+	<-d
+}
+
+// Close stops the background work after its current step, without
+// waiting for it (call Flush first to wait). The Table must not be used
+// afterwards.
+func (t *Table) Close() error {
+	t.m.life.Lock()
+	defer t.m.life.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.m.closed && t.m.started {
+		close(t.m.work)
+	}
+	t.m.closed = true
+	return nil
+}
+
+func (t *Table) maintainLoop() {
+	ctx := context.Background()
+	for d := range t.m.work {
+		for t.maintainStep(ctx) {
+		}
+		if d != nil {
+			close(d)
 		}
 	}
 }
 
-// checkpoint vacuums the files whose removal expired and writes the log
-// checkpoint of the current version.
-func (t *Table) checkpoint(ctx context.Context) error {
+// maintainStep writes a wanted log checkpoint or runs one compaction,
+// and reports whether it did something. Errors are not fatal: the next
+// commit asks again.
+func (t *Table) maintainStep(ctx context.Context) bool {
+	t.mu.Lock()
+	plan := t.compactionPlan()
+	// Alternate, so that a writer committing faster than checkpoints are
+	// written does not starve compaction (or the other way round).
+	if t.m.wantCheckpoint && (len(plan) == 0 || !t.m.checkpointedLast) {
+		t.m.wantCheckpoint, t.m.checkpointedLast = false, true
+		snap := t.snap.Clone()
+		t.mu.Unlock()
+		t.checkpoint(ctx, snap)
+		return true
+	}
+	t.m.checkpointedLast = false
+	t.mu.Unlock()
+	if len(plan) == 0 {
+		return false
+	}
+	// A failed compaction waits for the next commit's kick rather than
+	// retrying at once.
+	return t.compact(ctx, plan) == nil
+}
+
+// committed notes a new version this Table committed.
+func (t *Table) committed(v int64) {
+	if v%int64(t.opts.CheckpointInterval) == 0 {
+		t.m.wantCheckpoint = true
+	}
+	if t.m.wantCheckpoint || len(t.compactionPlan()) > 0 {
+		t.kick()
+	}
+}
+
+// checkpoint writes snap as the log checkpoint of its version, first
+// vacuuming the files removed longer than Retention ago, and then drops
+// them from the live state too.
+func (t *Table) checkpoint(ctx context.Context, snap *delta.Snapshot) error {
+	loadedFrom := snap.TombstonesFrom
+	if err := snap.LoadTombstones(ctx, t.st); err != nil {
+		return err
+	}
 	expired := time.Now().Add(-t.opts.Retention).UnixMilli()
-	for path, r := range t.snap.Tombstones {
+	var vacuumed []string
+	for path, r := range snap.Tombstones {
 		if r.DeletionTimestamp < expired {
 			if err := t.st.Delete(ctx, path); err != nil {
 				return err
 			}
-			delete(t.snap.Tombstones, path)
+			delete(snap.Tombstones, path)
+			vacuumed = append(vacuumed, path)
 		}
 	}
-	return delta.WriteCheckpoint(ctx, t.st, t.snap)
+	err := delta.WriteCheckpoint(ctx, t.st, snap)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range vacuumed {
+		delete(t.snap.Tombstones, p)
+	}
+	if loadedFrom != nil && slices.Equal(t.snap.TombstonesFrom, loadedFrom) {
+		// The live state lacks the older tombstones the clone loaded.
+		for p, r := range snap.Tombstones {
+			if t.snap.Files[p] == nil && t.snap.Tombstones[p] == nil {
+				t.snap.Tombstones[p] = r
+			}
+		}
+		t.snap.TombstonesFrom = nil
+	}
+	return err
 }
 
-// compact merges the small data files into one when there are at least
-// CompactMinFiles of them, in a dataChange: false version. It gives up
-// (and deletes its file) if another writer removed one of them first.
-func (t *Table) compact(ctx context.Context) (int, error) {
+// compactionFanout is how many files of one size tier are merged into one
+// (CompactMinFiles/5, at least 2): tiers keep the rows' rewrites few.
+func (t *Table) compactionFanout() int { return max(2, t.opts.CompactMinFiles/5) }
+
+// tierBase is the size below which data files are in the first tier.
+const tierBase = 64 << 10
+
+// compactionPlan picks the files to merge, or none: once CompactMinFiles
+// data files are smaller than TargetFileSize, the files of the lowest
+// size tier (tier k holds sizes in [base*fanout^(k-1), base*fanout^k))
+// that has fanout files, together with every smaller file, up to the
+// target size. A file is thus rewritten about once per tier, not once
+// per compaction (size-tiered compaction, as in LSM trees). Callers hold
+// t.mu.
+func (t *Table) compactionPlan() []*delta.File {
+	if t.opts.CompactMinFiles <= 0 {
+		return nil
+	}
 	var small []*delta.File
-	var size int64
 	for _, f := range t.snap.Files {
 		if f.Size < t.opts.TargetFileSize {
 			small = append(small, f)
 		}
 	}
 	if len(small) < t.opts.CompactMinFiles {
-		return 0, nil
+		return nil
+	}
+	fanout := t.compactionFanout()
+	tier := func(size int64) int {
+		k := 0
+		for b := int64(tierBase); size >= b; b *= int64(fanout) {
+			k++
+		}
+		return k
 	}
 	sort.Slice(small, func(i, j int) bool {
-		if small[i].ModificationTime != small[j].ModificationTime {
-			return small[i].ModificationTime < small[j].ModificationTime
+		if small[i].Size != small[j].Size {
+			return small[i].Size < small[j].Size
 		}
 		return small[i].Path < small[j].Path
 	})
-	// Merge the oldest files up to the target size.
-	n := 0
-	for n < len(small) && (n < 2 || size+small[n].Size <= t.opts.TargetFileSize) {
-		size += small[n].Size
-		n++
+	counts := map[int]int{}
+	top := -1
+	for _, f := range small {
+		k := tier(f.Size)
+		if counts[k]++; counts[k] >= fanout && top < 0 {
+			top = k
+		}
 	}
-	small = small[:n]
+	var plan []*delta.File
+	var size int64
+	for _, f := range small {
+		if (top >= 0 && tier(f.Size) > top) || (len(plan) >= 2 && size+f.Size > t.opts.TargetFileSize) {
+			break
+		}
+		plan = append(plan, f)
+		size += f.Size
+	}
+	if len(plan) < 2 {
+		return nil
+	}
+	return plan
+}
+
+// compact merges plan's files into one in a dataChange: false version.
+// It gives up (and deletes its file) if another writer removed one of
+// them first.
+func (t *Table) compact(ctx context.Context, plan []*delta.File) error {
+	t.mu.Lock()
 	schema, err := t.schema()
+	t.mu.Unlock()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	var recs []arrow.RecordBatch
 	defer func() {
@@ -508,61 +672,66 @@ func (t *Table) compact(ctx context.Context) (int, error) {
 			r.Release()
 		}
 	}()
-	for _, f := range small {
-		err := t.readFile(ctx, f.Path, schema, func(rec arrow.RecordBatch) error {
+	for _, f := range plan {
+		p, err := f.FilePath()
+		if err != nil {
+			return err
+		}
+		err = t.readFile(ctx, p, schema, func(rec arrow.RecordBatch) error {
 			rec.Retain()
 			recs = append(recs, rec)
 			return nil
 		})
 		if err != nil {
-			return 0, err
+			return err
 		}
 	}
 	data, stats, _, err := delta.EncodeParquet(t.opts.Allocator, schema, recs)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	merged := newDataFile()
 	if err := t.st.Put(ctx, merged, data); err != nil {
-		return 0, err
+		return err
 	}
 	now := time.Now().UnixMilli()
 	no := false
 	actions := []delta.Action{{Add: &delta.File{Path: merged, PartitionValues: delta.PartitionValues{}, Size: int64(len(data)), ModificationTime: now, DataChange: &no, Stats: stats}}}
-	for _, f := range small {
+	for _, f := range plan {
 		actions = append(actions, delta.Action{Remove: &delta.File{Path: f.Path, PartitionValues: delta.PartitionValues{}, Size: f.Size,
 			DeletionTimestamp: now, DataChange: &no, ExtendedFileMetadata: true}})
 	}
 	actions = append(actions, delta.Action{CommitInfo: &delta.CommitInfo{Timestamp: now, Operation: "OPTIMIZE", EngineInfo: engine,
-		OperationParams: map[string]any{"auto": true, "files": len(small)}}})
+		OperationParams: map[string]any{"auto": true, "files": len(plan)}}})
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for {
+		if err := t.refresh(ctx); err != nil {
+			return err
+		}
+		for _, f := range plan {
+			p, _ := f.FilePath()
+			if t.snap.Files[p] == nil {
+				t.st.Delete(ctx, merged) // another compaction took it
+				return nil
+			}
+		}
 		v := t.snap.Version + 1
 		err := delta.WriteCommit(ctx, t.st, v, actions)
 		if errors.Is(err, delta.ErrExist) {
-			if err := t.refresh(ctx); err != nil {
-				t.st.Delete(ctx, merged)
-				return 0, err
-			}
-			for _, f := range small {
-				p, _ := f.FilePath()
-				if t.snap.Files[p] == nil {
-					t.st.Delete(ctx, merged) // another compaction took it
-					return 0, nil
-				}
-			}
 			continue
 		}
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if err := t.snap.Apply(actions); err != nil {
-			return 0, err
+			return err
 		}
 		t.snap.Version = v
 		if v%int64(t.opts.CheckpointInterval) == 0 {
-			t.checkpoint(ctx)
+			t.m.wantCheckpoint = true
 		}
-		return len(small), nil
+		return nil
 	}
 }
 

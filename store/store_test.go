@@ -69,12 +69,14 @@ func writeUntil(ctx context.Context, loc, conn string, epoch, target int64, o Op
 	if err != nil {
 		return err
 	}
+	defer t.Close()
 	for {
 		st, err := t.Connector(ctx, "t", conn)
 		if err != nil {
 			return err
 		}
 		if st.Commit >= target {
+			t.Flush()
 			return nil
 		}
 		n := st.Commit + 1
@@ -257,6 +259,7 @@ func TestCheckpointBoundsResume(t *testing.T) {
 		rec.Release()
 		require.NoError(t, err)
 	}
+	tbl.Flush()
 	hint, err := os.ReadFile(filepath.Join(loc, "_delta_log", "_last_checkpoint"))
 	require.NoError(t, err)
 	require.JSONEq(t, `{"version": 30, "size": 34}`, string(hint)) // protocol, metaData, txn, domain, 30 adds
@@ -282,18 +285,25 @@ func TestCompaction(t *testing.T) {
 	o := Options{CheckpointInterval: 5, CompactMinFiles: 4}
 	tbl, loc := create(t, o)
 	schema := pipeline.WithWeight(testSchema)
-	compactions := 0
 	commit := func(n int64) {
 		rec := batch("c", n, 2)
-		res, err := tbl.Commit(ctx, Commit{Table: "t", Connector: "c", Number: n, Epoch: 1, Records: []arrow.RecordBatch{rec}, Schema: schema})
+		_, err := tbl.Commit(ctx, Commit{Table: "t", Connector: "c", Number: n, Epoch: 1, Records: []arrow.RecordBatch{rec}, Schema: schema})
 		rec.Release()
 		require.NoError(t, err)
-		if res.Compacted > 0 {
-			compactions++
-		}
+		tbl.Flush()
 	}
 	for n := int64(1); n <= 30; n++ {
 		commit(n)
+	}
+	compactions := 0
+	for v := range tbl.Version() + 1 {
+		actions, err := delta.ReadCommit(ctx, tbl.Storage(), v)
+		require.NoError(t, err)
+		for _, a := range actions {
+			if a.CommitInfo != nil && a.CommitInfo.Operation == "OPTIMIZE" {
+				compactions++
+			}
+		}
 	}
 	require.Greater(t, compactions, 3)
 	_, files, err := tbl.Snapshot(ctx)

@@ -3,13 +3,9 @@
 // local or on S3, read as the Delta transaction log protocol specifies
 // (https://github.com/delta-io/delta/blob/master/PROTOCOL.md).
 //
-// The log reader is Sluice's own: no well-kept Go library reads the Delta
-// log (delta-rs and the Delta kernels are Rust and Java; the Go ports are
-// unmaintained). It replays JSON commits (_delta_log/NNNNNNNNNNNNNNNNNNNN.json)
-// on top of the newest Parquet checkpoint at or before the wanted version
-// (single- or multi-part, found through _delta_log/_last_checkpoint),
-// reconciles add and remove actions by path, and reads the data files
-// with arrow-go's Parquet reader. Partition columns come from each file's
+// The log is read with Sluice's own Delta log package (the top-level
+// delta package, shared with the table store), and the data files with
+// arrow-go's Parquet reader. Partition columns come from each file's
 // partitionValues; column mapping (name and id modes) reads columns by
 // their physical names. Tables that require a reader feature Sluice does
 // not implement (deletion vectors, v2 checkpoints, type widening, ...)
@@ -21,4 +17,7 @@
 // does both, in that order. The checkpoint is the phase (snapshot or
 // follow), the table version, the index of the data file within that
 // version's ordered files and the row within the file (DESIGN.md §4).
+//
+// A table Sluice wrote (its schema has the long column _weight) is read
+// with each row's own weight, so that its deletes stay deletes.
 package delta

@@ -23,9 +23,15 @@
 //     ratio to a plain arrow-go read of the same bytes (one GetObject for
 //     S3, the data file for Delta) with the same Parquet writes;
 //
+//   - the table store by age: commit latency (p50, p95, max) and a
+//     connector's resume time after 1, 3,600 (an hour of a live connector at
+//     1,000 records/s), 10,000 and 100,000 commits, with the active data
+//     files and the data files on disk; and the backfill's time against
+//     DuckDB's own COPY to Parquet of the same file;
+//
 //   - peak RSS of this process (the Temporal server, worker and data path).
 //
-//     go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10] [-kafka 1000000]
+//     go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10] [-kafka 1000000] [-age 100000]
 package main
 
 import (
@@ -60,14 +66,15 @@ func main() {
 	data := flag.String("data", filepath.Join("..", "shared", "data", "flights-3m.parquet"), "the flights Parquet file")
 	runs := flag.Int("runs", 10, "samples for the latency figures")
 	kafkaRecords := flag.Int("kafka", 1_000_000, "records for the Kafka figures (also run with a quarter of them); 0 skips them")
+	age := flag.Int64("age", 100_000, "the oldest table age (commits) for the commit and resume figures; 0 skips them")
 	flag.Parse()
-	if err := run(*data, *runs, *kafkaRecords); err != nil {
+	if err := run(*data, *runs, *kafkaRecords, *age); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(data string, runs, kafkaRecords int) error {
+func run(data string, runs, kafkaRecords int, age int64) error {
 	ctx := context.Background()
 	tmp, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
@@ -76,6 +83,10 @@ func run(data string, runs, kafkaRecords int) error {
 	defer os.RemoveAll(tmp)
 
 	base, rows, err := baseline(data, filepath.Join(tmp, "baseline.parquet"))
+	if err != nil {
+		return err
+	}
+	duck, err := duckdbCopy(data, filepath.Join(tmp, "duckdb.parquet"))
 	if err != nil {
 		return err
 	}
@@ -130,6 +141,18 @@ func run(data string, runs, kafkaRecords int) error {
 		return err
 	}
 	rssBeforeKafka := peakRSS()
+	var ages []ageResult
+	if age > 0 {
+		var list []int64
+		for _, a := range []int64{1, 3600, 10_000, 100_000} {
+			if a <= age {
+				list = append(list, a)
+			}
+		}
+		if ages, err = benchAge(tmp, list); err != nil {
+			return fmt.Errorf("table age: %w", err)
+		}
+	}
 	var kafka []kafkaResult
 	if kafkaRecords > 0 {
 		for _, n := range []int{kafkaRecords / 4, kafkaRecords} {
@@ -145,6 +168,12 @@ func run(data string, runs, kafkaRecords int) error {
 	fmt.Printf("  plain arrow-go read+write:   %8.2fs  %10.0f rows/s\n", base.Seconds(), float64(rows)/base.Seconds())
 	fmt.Printf("  sluice (workflow+activity):  %8.2fs  %10.0f rows/s\n", sluiceTime.Seconds(), float64(rows)/sluiceTime.Seconds())
 	fmt.Printf("  throughput ratio (sluice/plain): %.2f   (target >= 0.8)\n", base.Seconds()/sluiceTime.Seconds())
+	if duck > 0 {
+		fmt.Printf("  DuckDB COPY ... TO ... (FORMAT parquet): %8.2fs  %10.0f rows/s (best of 3, node start-up subtracted)\n", duck.Seconds(), float64(rows)/duck.Seconds())
+		fmt.Printf("  time ratio (sluice/DuckDB): %.2f   (target <= 1.5)\n", sluiceTime.Seconds()/duck.Seconds())
+	} else {
+		fmt.Println("  DuckDB COPY: not measured (npm install in tests/duckdb first)")
+	}
 	fmt.Printf("pause latency, update -> last commit (%d samples): p50 %s  p95 %s   (target p95 <= 2s)\n", len(pauses), pct(pauses, 50), pct(pauses, 95))
 	fmt.Printf("start_after switch, last backfill commit -> first live commit (%d samples): p50 %s  p95 %s   (target p95 <= 1s)\n", len(switches), pct(switches, 50), pct(switches, 95))
 	for _, r := range lakehouse {
@@ -152,6 +181,9 @@ func run(data string, runs, kafkaRecords int) error {
 	}
 	for _, r := range kafka {
 		r.print()
+	}
+	if len(ages) > 0 {
+		printAge(ages)
 	}
 	fmt.Printf("peak RSS (whole process: Temporal server, worker, data path) after the backfill and latency figures: %s   (target <= 500 MB)\n", rssBeforeLakehouse)
 	fmt.Printf("peak RSS after the S3 and Delta figures (the in-process S3 server and the bench hold flights-3m.parquet): %s\n", rssBeforeKafka)
