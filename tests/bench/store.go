@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,38 +21,23 @@ import (
 )
 
 // duckdbCopy times DuckDB's own COPY of the flights file to Parquet with
-// the weight column (the same output the table store writes), through
-// the npm package the tests use (tests/duckdb). The node start-up, timed
-// with a trivial query, is subtracted. It returns 0 when node or the
-// package is missing.
+// the weight column (the same output the table store writes), with the
+// npm package the tests use (tests/duckdb/time.mjs: the best of three
+// runs, timed inside node). It returns 0 when the package is missing.
 func duckdbCopy(data, dst string) (time.Duration, error) {
-	script := filepath.Join("tests", "duckdb", "query.mjs")
 	if _, err := os.Stat(filepath.Join("tests", "duckdb", "node_modules", "@duckdb", "node-api")); err != nil {
 		return 0, nil
 	}
-	run := func(q string) (time.Duration, error) {
-		start := time.Now()
-		out, err := exec.Command("node", script, q).CombinedOutput()
-		if err != nil {
-			return 0, fmt.Errorf("duckdb: %v: %s", err, out)
-		}
-		return time.Since(start), nil
-	}
-	startup, err := run("select 1")
+	q := fmt.Sprintf(`copy (select *, 1::bigint as _weight from read_parquet('%s')) to '%s' (format parquet, compression snappy)`, data, dst)
+	out, err := exec.Command("node", filepath.Join("tests", "duckdb", "time.mjs"), "3", q).CombinedOutput()
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("duckdb: %v: %s", err, out)
 	}
-	best := time.Duration(0)
-	for range 3 {
-		d, err := run(fmt.Sprintf(`copy (select *, 1::bigint as _weight from read_parquet('%s')) to '%s' (format parquet, compression snappy)`, data, dst))
-		if err != nil {
-			return 0, err
-		}
-		if best == 0 || d < best {
-			best = d
-		}
+	ms, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		return 0, fmt.Errorf("duckdb: %q: %w", out, err)
 	}
-	return max(best-startup, time.Millisecond), nil
+	return time.Duration(ms * float64(time.Millisecond)), nil
 }
 
 // ageResult is the commit and resume cost at one table age.
