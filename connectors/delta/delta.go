@@ -384,7 +384,7 @@ type fileReader struct {
 	// Sluice wrote), or -1: rows then weigh 1.
 	weightCol int
 	filters   []*predicate.Predicate
-	change  *arrow.Schema
+	change    *arrow.Schema
 }
 
 // openFile opens a data file at the checkpoint's row.
