@@ -55,6 +55,9 @@ func (a *Activities) OpenTable(ctx context.Context, in OpenTableInput) (TableRef
 	if err != nil {
 		return TableRef{}, err
 	}
+	if err := t.CheckSchema(schema); err != nil {
+		return TableRef{}, fatal(fmt.Errorf("table %s: %w", in.Table.Name, err))
+	}
 	return TableRef{ID: t.ID(), Location: loc}, nil
 }
 
@@ -72,6 +75,18 @@ func (a *Activities) storeOptions() store.Options {
 // (histories from before table identities), the table at this worker's
 // location, created if needed.
 func (a *Activities) table(ctx context.Context, in IngestInput, schema *arrow.Schema) (*store.Table, error) {
+	t, err := a.openTable(ctx, in, schema)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.CheckSchema(schema); err != nil {
+		t.Close()
+		return nil, fatal(fmt.Errorf("table %s: %w", in.Table.Name, err))
+	}
+	return t, nil
+}
+
+func (a *Activities) openTable(ctx context.Context, in IngestInput, schema *arrow.Schema) (*store.Table, error) {
 	loc := store.Location(a.DataDir, in.Pipeline, in.Table.Name)
 	ref := in.TableRef
 	if ref.ID == "" {

@@ -735,6 +735,43 @@ func (t *Table) compact(ctx context.Context, plan []*delta.File) error {
 	}
 }
 
+// CheckSchema reports whether the table holds the columns of schema (a
+// table's columns, without _weight): the same names, Delta types and
+// nullability, in order. A pipeline whose table changed since its Delta
+// table was created gets an error naming both column lists.
+func (t *Table) CheckSchema(schema *arrow.Schema) error {
+	want, err := delta.SchemaString(pipeline.WithWeight(schema))
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	have := t.snap.Metadata.SchemaString
+	t.mu.Unlock()
+	if want == have {
+		return nil
+	}
+	cols := func(ss string) string {
+		var s struct {
+			Fields []struct {
+				Name     string `json:"name"`
+				Type     any    `json:"type"`
+				Nullable bool   `json:"nullable"`
+			} `json:"fields"`
+		}
+		_ = json.Unmarshal([]byte(ss), &s)
+		var out []string
+		for _, f := range s.Fields {
+			c := fmt.Sprintf("%s %v", f.Name, f.Type)
+			if !f.Nullable {
+				c += " not null"
+			}
+			out = append(out, c)
+		}
+		return strings.Join(out, ", ")
+	}
+	return fmt.Errorf("the Delta table %s has the columns (%s), but the pipeline declares (%s)", t.location, cols(have), cols(want))
+}
+
 // schema returns the table's change schema as stored in its data files.
 func (t *Table) schema() (*arrow.Schema, error) {
 	return Schema(t.snap.Metadata)

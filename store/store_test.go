@@ -399,3 +399,13 @@ func TestTypesAndStats(t *testing.T) {
 	require.Contains(t, got[0], `"ts":"2024-02-29T12:30:00.0015"`)
 	require.Contains(t, got[0], `"dec":"12.34"`)
 }
+
+// TestCheckSchema: a table created with other columns is refused with
+// both column lists.
+func TestCheckSchema(t *testing.T) {
+	tbl, loc := create(t, Options{})
+	require.NoError(t, tbl.CheckSchema(testSchema))
+	other := arrow.NewSchema([]arrow.Field{{Name: "conn", Type: arrow.BinaryTypes.String}, {Name: "n", Type: arrow.PrimitiveTypes.Int32}}, nil)
+	err := tbl.CheckSchema(other)
+	require.EqualError(t, err, "the Delta table "+loc+" has the columns (conn string not null, n long not null, _weight long not null), but the pipeline declares (conn string not null, n integer not null, _weight long not null)")
+}
