@@ -142,3 +142,50 @@ func StorageType(t arrow.DataType) arrow.DataType {
 	}
 	return t
 }
+
+// primitiveTypes are the Arrow types of Delta's primitive types, as
+// Sluice writes them (PROTOCOL.md, "Primitive Types"); decimal(p,s) is
+// parsed apart.
+var primitiveTypes = map[string]arrow.DataType{
+	"boolean":       arrow.FixedWidthTypes.Boolean,
+	"byte":          arrow.PrimitiveTypes.Int8,
+	"short":         arrow.PrimitiveTypes.Int16,
+	"integer":       arrow.PrimitiveTypes.Int32,
+	"long":          arrow.PrimitiveTypes.Int64,
+	"float":         arrow.PrimitiveTypes.Float32,
+	"double":        arrow.PrimitiveTypes.Float64,
+	"string":        arrow.BinaryTypes.String,
+	"binary":        arrow.BinaryTypes.Binary,
+	"date":          arrow.FixedWidthTypes.Date32,
+	"timestamp_ntz": &arrow.TimestampType{Unit: arrow.Microsecond},
+	"timestamp":     &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"},
+}
+
+// ArrowSchema returns the Arrow schema of a table's top-level primitive
+// columns, the inverse of [SchemaString] (TIME columns read as the long
+// they are stored as). Nested types are an error.
+func ArrowSchema(md *Metadata) (*arrow.Schema, error) {
+	var s struct {
+		Fields []field `json:"fields"`
+	}
+	if err := json.Unmarshal([]byte(md.SchemaString), &s); err != nil {
+		return nil, fmt.Errorf("metaData.schemaString: %w", err)
+	}
+	fields := make([]arrow.Field, len(s.Fields))
+	for i, f := range s.Fields {
+		var name string
+		if err := json.Unmarshal(f.Type, &name); err != nil {
+			return nil, fmt.Errorf("column %s: type %s is not a primitive type", f.Name, f.Type)
+		}
+		dt, ok := primitiveTypes[name]
+		if !ok {
+			var p, sc int32
+			if _, err := fmt.Sscanf(name, "decimal(%d,%d)", &p, &sc); err != nil {
+				return nil, fmt.Errorf("column %s: unsupported type %q", f.Name, name)
+			}
+			dt = &arrow.Decimal128Type{Precision: p, Scale: sc}
+		}
+		fields[i] = arrow.Field{Name: f.Name, Type: dt, Nullable: f.Nullable}
+	}
+	return arrow.NewSchema(fields, nil), nil
+}

@@ -751,17 +751,14 @@ func (t *Table) CheckSchema(schema *arrow.Schema) error {
 		return nil
 	}
 	cols := func(ss string) string {
-		var s struct {
-			Fields []struct {
-				Name     string `json:"name"`
-				Type     any    `json:"type"`
-				Nullable bool   `json:"nullable"`
-			} `json:"fields"`
+		sc, err := delta.ArrowSchema(&delta.Metadata{SchemaString: ss})
+		if err != nil {
+			return err.Error()
 		}
-		_ = json.Unmarshal([]byte(ss), &s)
 		var out []string
-		for _, f := range s.Fields {
-			c := fmt.Sprintf("%s %v", f.Name, f.Type)
+		for _, f := range sc.Fields() {
+			typ, _ := delta.TypeName(f.Type)
+			c := f.Name + " " + typ
 			if !f.Nullable {
 				c += " not null"
 			}
@@ -774,63 +771,7 @@ func (t *Table) CheckSchema(schema *arrow.Schema) error {
 
 // schema returns the table's change schema as stored in its data files.
 func (t *Table) schema() (*arrow.Schema, error) {
-	return Schema(t.snap.Metadata)
-}
-
-// Schema returns the Arrow schema of a Sluice table's data files from its
-// metadata: the Delta types back to Arrow (long for TIME, as stored).
-func Schema(md *delta.Metadata) (*arrow.Schema, error) {
-	var s struct {
-		Fields []struct {
-			Name     string `json:"name"`
-			Type     any    `json:"type"`
-			Nullable bool   `json:"nullable"`
-		} `json:"fields"`
-	}
-	if err := json.Unmarshal([]byte(md.SchemaString), &s); err != nil {
-		return nil, fmt.Errorf("store: schemaString: %w", err)
-	}
-	fields := make([]arrow.Field, len(s.Fields))
-	for i, f := range s.Fields {
-		name, _ := f.Type.(string)
-		var dt arrow.DataType
-		switch {
-		case name == "boolean":
-			dt = arrow.FixedWidthTypes.Boolean
-		case name == "byte":
-			dt = arrow.PrimitiveTypes.Int8
-		case name == "short":
-			dt = arrow.PrimitiveTypes.Int16
-		case name == "integer":
-			dt = arrow.PrimitiveTypes.Int32
-		case name == "long":
-			dt = arrow.PrimitiveTypes.Int64
-		case name == "float":
-			dt = arrow.PrimitiveTypes.Float32
-		case name == "double":
-			dt = arrow.PrimitiveTypes.Float64
-		case name == "string":
-			dt = arrow.BinaryTypes.String
-		case name == "binary":
-			dt = arrow.BinaryTypes.Binary
-		case name == "date":
-			dt = arrow.FixedWidthTypes.Date32
-		case name == "timestamp_ntz":
-			dt = &arrow.TimestampType{Unit: arrow.Microsecond}
-		case name == "timestamp":
-			dt = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
-		case strings.HasPrefix(name, "decimal("):
-			var p, sc int32
-			if _, err := fmt.Sscanf(name, "decimal(%d,%d)", &p, &sc); err != nil {
-				return nil, fmt.Errorf("store: column %s: type %q", f.Name, name)
-			}
-			dt = &arrow.Decimal128Type{Precision: p, Scale: sc}
-		default:
-			return nil, fmt.Errorf("store: column %s: type %v is not one Sluice writes", f.Name, f.Type)
-		}
-		fields[i] = arrow.Field{Name: f.Name, Type: dt, Nullable: f.Nullable}
-	}
-	return arrow.NewSchema(fields, nil), nil
+	return delta.ArrowSchema(t.snap.Metadata)
 }
 
 // readFile calls fn with each record batch of a data file; the batch is
