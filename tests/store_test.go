@@ -58,12 +58,17 @@ func netIDs(t *testing.T, dataDir, p, table string) map[int64]int64 {
 		}
 		return nil
 	}))
-	for id, n := range out {
+	return dropZero(out)
+}
+
+// dropZero removes the ids whose weights cancel out.
+func dropZero(ids map[int64]int64) map[int64]int64 {
+	for id, n := range ids {
 		if n == 0 {
-			delete(out, id)
+			delete(ids, id)
 		}
 	}
-	return out
+	return ids
 }
 
 // TestStoreLiveRun is a long live run shortened by options: a connector
@@ -186,12 +191,7 @@ func deltaInputIDs(t *testing.T, loc string, v int64) map[int64]int64 {
 		require.NoError(t, err)
 		out[i] += wn
 	}
-	for id, n := range out {
-		if n == 0 {
-			delete(out, id)
-		}
-	}
-	return out
+	return dropZero(out)
 }
 
 // TestTableIdentity: the workflow records the table's Delta table; a
