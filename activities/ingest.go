@@ -117,12 +117,18 @@ type item struct {
 // result then has Metrics.EndOfInput set), is canceled (pause: it stops
 // reading, commits what it buffered and returns its progress), or fails.
 //
-// It resumes from the newest of: the progress it is given, its last
-// heartbeat, and the connector's newest table store commit, which always
-// wins since heartbeats report only committed positions. Config errors,
-// missing files and refused connections are non-retryable
-// ApplicationErrors of type [ErrTypeConfig]; other errors are retried by
-// Temporal from the last commit.
+// It writes to the Delta table the workflow recorded (in.TableRef) and
+// refuses another location, another table id or other columns. It
+// resumes from the newest of: the progress it is given, its last
+// heartbeat, and the state the table holds for the connector, which
+// always wins since heartbeats report only committed positions. Each
+// commit is one table version (store.Table.Commit) at the connector's
+// commit cadence. Config errors, missing files, refused connections and
+// a wrong table are non-retryable ApplicationErrors of type
+// [ErrTypeConfig]; an attempt that finds a newer attempt's commit is
+// stale and stops with [ErrTypeFenced] (Temporal has already discarded
+// it); other errors, including an older attempt's commit after this one
+// resumed, are retried by Temporal from the table's state.
 func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, error) {
 	alloc := a.Allocator
 	if alloc == nil {
