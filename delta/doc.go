@@ -23,7 +23,7 @@
 //
 // Writing: [WriteCommit] puts a version's actions put-if-absent (link(2)
 // locally, a conditional PutObject on S3), which is the mutual exclusion
-// the protocol requires of concurrent writers; [EncodeParquet] writes a
+// the protocol requires of concurrent writers; [WriteParquet] streams a
 // data file with its add statistics; [WriteCheckpoint] writes a
 // single-part Parquet checkpoint and _last_checkpoint.
 package delta

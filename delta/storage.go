@@ -59,10 +59,23 @@ type Storage interface {
 	// the others fail with [ErrExist] (link(2) locally, a conditional
 	// PutObject with If-None-Match: * on S3).
 	PutIfAbsent(ctx context.Context, name string, data []byte) error
+	// Create starts writing a whole file, to appear as Put's does when the
+	// writer closes: locally streamed to a synced temporary file and
+	// renamed, on S3 buffered and put. Abort drops it.
+	Create(ctx context.Context, name string) (FileWriter, error)
 	// Delete removes a file; a missing file is not an error.
 	Delete(ctx context.Context, name string) error
 	// String is the table's URI, for messages.
 	String() string
+}
+
+// FileWriter is a file being written by [Storage.Create].
+type FileWriter interface {
+	io.Writer
+	// Close makes the file durable and visible under its name.
+	Close() error
+	// Abort drops what was written; the name is untouched.
+	Abort()
 }
 
 // NewStorage returns the storage for a table URI: a local path (or
@@ -190,6 +203,44 @@ func (l localStorage) PutIfAbsent(_ context.Context, name string, data []byte) e
 	return syncDir(filepath.Dir(l.path(name)))
 }
 
+func (l localStorage) Create(_ context.Context, name string) (FileWriter, error) {
+	dir := filepath.Dir(l.path(name))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	return &localWriter{File: f, dst: l.path(name)}, nil
+}
+
+// localWriter is a temporary file renamed into place on Close.
+type localWriter struct {
+	*os.File
+	dst string
+}
+
+func (w *localWriter) Close() error {
+	err := w.File.Sync()
+	if cerr := w.File.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(w.File.Name(), w.dst)
+	}
+	if err != nil {
+		os.Remove(w.File.Name())
+		return err
+	}
+	return syncDir(filepath.Dir(w.dst))
+}
+
+func (w *localWriter) Abort() {
+	w.File.Close()
+	os.Remove(w.File.Name())
+}
+
 func (l localStorage) Delete(_ context.Context, name string) error {
 	err := os.Remove(l.path(name))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -305,6 +356,21 @@ func (s *s3Storage) PutIfAbsent(ctx context.Context, name string, data []byte) e
 	}
 	return nil
 }
+
+func (s *s3Storage) Create(ctx context.Context, name string) (FileWriter, error) {
+	return &s3Writer{ctx: ctx, s: s, name: name}, nil
+}
+
+// s3Writer buffers a file and puts it on Close.
+type s3Writer struct {
+	bytes.Buffer
+	ctx  context.Context
+	s    *s3Storage
+	name string
+}
+
+func (w *s3Writer) Close() error { return w.s.Put(w.ctx, w.name, w.Bytes()) }
+func (w *s3Writer) Abort()       { w.Reset() }
 
 func (s *s3Storage) Delete(ctx context.Context, name string) error {
 	_, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(s.key(name))})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -44,36 +45,95 @@ func WriterProperties() *parquet.WriterProperties {
 	)
 }
 
-// EncodeParquet writes recs (all of schema) as one Parquet file and
-// returns its bytes and its add action's stats (numRecords, and per
-// column minValues, maxValues and nullCount, PROTOCOL.md "Per-file
-// Statistics"). TIME columns are stored as int64 ([StorageType]).
-func EncodeParquet(alloc memory.Allocator, schema *arrow.Schema, recs []arrow.RecordBatch) ([]byte, string, int64, error) {
-	stored := storageSchema(schema)
-	var buf bytes.Buffer
-	w, err := pqarrow.NewFileWriter(stored, &buf, WriterProperties(),
+// WriteParquet writes recs (all of schema) as the data file name and
+// returns its add action: size, modification time and stats (numRecords,
+// and per column minValues, maxValues and nullCount, PROTOCOL.md
+// "Per-file Statistics"), with dataChange as given. TIME columns are
+// stored as int64 ([StorageType]).
+func WriteParquet(ctx context.Context, st Storage, name string, alloc memory.Allocator, schema *arrow.Schema, recs []arrow.RecordBatch, dataChange bool) (*File, int64, error) {
+	e, err := NewEncoder(ctx, st, name, alloc, schema)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, rec := range recs {
+		if err := e.Write(rec); err != nil {
+			e.Abort()
+			return nil, 0, err
+		}
+	}
+	return e.Finish(dataChange)
+}
+
+// Encoder writes one Parquet data file from record batches written one
+// at a time, streamed to storage, so that a caller writing many batches
+// (compaction) holds neither every batch nor the whole file.
+type Encoder struct {
+	name   string
+	stored *arrow.Schema
+	out    FileWriter
+	size   countingWriter
+	w      *pqarrow.FileWriter
+	stats  *stats
+}
+
+type countingWriter struct {
+	w FileWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// NewEncoder starts the data file name of schema in st.
+func NewEncoder(ctx context.Context, st Storage, name string, alloc memory.Allocator, schema *arrow.Schema) (*Encoder, error) {
+	out, err := st.Create(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	e := &Encoder{name: name, stored: storageSchema(schema), out: out}
+	e.size.w = out
+	w, err := pqarrow.NewFileWriter(e.stored, &e.size, WriterProperties(),
 		pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(alloc), pqarrow.WithStoreSchema()))
 	if err != nil {
-		return nil, "", 0, err
+		out.Abort()
+		return nil, err
 	}
-	st := newStats(stored)
-	for _, rec := range recs {
-		if rec == nil || rec.NumRows() == 0 {
-			continue
-		}
-		rec = toStorage(stored, rec)
-		st.add(rec)
-		err := w.WriteBuffered(rec)
-		rec.Release()
-		if err != nil {
-			w.Close()
-			return nil, "", 0, err
-		}
+	e.w, e.stats = w, newStats(e.stored)
+	return e, nil
+}
+
+// Write adds rec's rows; the caller keeps ownership of rec.
+func (e *Encoder) Write(rec arrow.RecordBatch) error {
+	if rec == nil || rec.NumRows() == 0 {
+		return nil
 	}
-	if err := w.Close(); err != nil {
-		return nil, "", 0, err
+	rec = toStorage(e.stored, rec)
+	defer rec.Release()
+	e.stats.add(rec)
+	return e.w.WriteBuffered(rec)
+}
+
+// Abort drops the file.
+func (e *Encoder) Abort() {
+	e.w.Close()
+	e.out.Abort()
+}
+
+// Finish closes the file, makes it durable and returns its add action and
+// its rows.
+func (e *Encoder) Finish(dataChange bool) (*File, int64, error) {
+	if err := e.w.Close(); err != nil {
+		e.out.Abort()
+		return nil, 0, err
 	}
-	return buf.Bytes(), st.json(), st.rows, nil
+	if err := e.out.Close(); err != nil {
+		return nil, 0, err
+	}
+	return &File{Path: e.name, PartitionValues: PartitionValues{}, Size: e.size.n, ModificationTime: time.Now().UnixMilli(),
+		DataChange: &dataChange, Stats: e.stats.json()}, e.stats.rows, nil
 }
 
 func storageSchema(s *arrow.Schema) *arrow.Schema {

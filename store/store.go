@@ -367,21 +367,14 @@ func (t *Table) Commit(ctx context.Context, c Commit) (Result, error) {
 	now := time.Now()
 	actions := make([]delta.Action, 0, 4)
 	var dataFile string
-	if len(c.Records) > 0 {
-		data, stats, rows, err := delta.EncodeParquet(t.opts.Allocator, c.Schema, c.Records)
+	if rows(c.Records) > 0 {
+		dataFile = newDataFile()
+		add, n, err := delta.WriteParquet(ctx, t.st, dataFile, t.opts.Allocator, c.Schema, c.Records, true)
 		if err != nil {
-			return res, fmt.Errorf("store: encode: %w", err)
+			return res, fmt.Errorf("store: write %s: %w", dataFile, err)
 		}
-		if rows > 0 {
-			dataFile = newDataFile()
-			if err := t.st.Put(ctx, dataFile, data); err != nil {
-				return res, fmt.Errorf("store: write %s: %w", dataFile, err)
-			}
-			yes := true
-			actions = append(actions, delta.Action{Add: &delta.File{Path: dataFile, PartitionValues: delta.PartitionValues{}, Size: int64(len(data)),
-				ModificationTime: now.UnixMilli(), DataChange: &yes, Stats: stats}})
-			res.Rows = rows
-		}
+		actions = append(actions, delta.Action{Add: add})
+		res.Rows = n
 	}
 	state, _ := json.Marshal(State{Commit: c.Number, Epoch: c.Epoch, Time: now.UTC(), Progress: c.Progress})
 	app := AppID(c.Table, c.Connector)
@@ -443,6 +436,15 @@ func (t *Table) Commit(ctx context.Context, c Commit) (Result, error) {
 // testHookPrepared runs between writing a commit's data file and
 // committing it: tests slow a writer there.
 var testHookPrepared func(Commit)
+
+func rows(recs []arrow.RecordBatch) (n int64) {
+	for _, r := range recs {
+		if r != nil {
+			n += r.NumRows()
+		}
+	}
+	return n
+}
 
 func newDataFile() string { return "part-" + uuid.NewString() + ".snappy.parquet" }
 
@@ -666,37 +668,28 @@ func (t *Table) compact(ctx context.Context, plan []*delta.File) error {
 	if err != nil {
 		return err
 	}
-	var recs []arrow.RecordBatch
-	defer func() {
-		for _, r := range recs {
-			r.Release()
-		}
-	}()
-	for _, f := range plan {
-		p, err := f.FilePath()
-		if err != nil {
-			return err
-		}
-		err = t.readFile(ctx, p, schema, func(rec arrow.RecordBatch) error {
-			rec.Retain()
-			recs = append(recs, rec)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	data, stats, _, err := delta.EncodeParquet(t.opts.Allocator, schema, recs)
+	merged := newDataFile()
+	enc, err := delta.NewEncoder(ctx, t.st, merged, t.opts.Allocator, schema)
 	if err != nil {
 		return err
 	}
-	merged := newDataFile()
-	if err := t.st.Put(ctx, merged, data); err != nil {
+	for _, f := range plan {
+		p, err := f.FilePath()
+		if err == nil {
+			err = t.readFile(ctx, p, schema, enc.Write)
+		}
+		if err != nil {
+			enc.Abort()
+			return err
+		}
+	}
+	add, _, err := enc.Finish(false)
+	if err != nil {
 		return err
 	}
-	now := time.Now().UnixMilli()
+	now := add.ModificationTime
 	no := false
-	actions := []delta.Action{{Add: &delta.File{Path: merged, PartitionValues: delta.PartitionValues{}, Size: int64(len(data)), ModificationTime: now, DataChange: &no, Stats: stats}}}
+	actions := []delta.Action{{Add: add}}
 	for _, f := range plan {
 		actions = append(actions, delta.Action{Remove: &delta.File{Path: f.Path, PartitionValues: delta.PartitionValues{}, Size: f.Size,
 			DeletionTimestamp: now, DataChange: &no, ExtendedFileMetadata: true}})
