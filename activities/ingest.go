@@ -154,7 +154,7 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 		return progress, err
 	}
 	defer src.Close()
-	if err := src.Open(ctx, progress.Checkpoint); err != nil {
+	if err := open(ctx, src, progress.Checkpoint, endpoint); err != nil {
 		if errors.Is(err, connectors.ErrFatal) {
 			return progress, fatal(fmt.Errorf("%s: %w", endpoint, err))
 		}
@@ -192,6 +192,12 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 		}
 	}()
 	return w.run(queue, space)
+}
+
+// open opens the source, a panic in it being a fatal error.
+func open(ctx context.Context, src connectors.Source, cp connectors.Checkpoint, endpoint string) (err error) {
+	defer connectors.Recover(&err, endpoint+" open")
+	return src.Open(ctx, cp)
 }
 
 // source builds the connector's source, its ${env:NAME} references
@@ -311,6 +317,18 @@ type writer struct {
 // read moves batches from the source to the queue until end of input, an
 // error, or ctx ends, and always ends with one terminal item.
 func (w *writer) read(ctx context.Context, src connectors.Source, queue chan<- item, space <-chan struct{}) {
+	// A bug in the source or its parser fails the connector, not the
+	// worker: Recover (deferred last, so run first) turns a panic into
+	// panicked, which ends the stream.
+	var panicked error
+	defer func() {
+		var p *connectors.PanicError
+		if errors.As(panicked, &p) {
+			activity.GetLogger(w.ctx).Error("connector panicked", "connector", w.connector, "panic", fmt.Sprint(p.Value), "stack", p.Stack)
+			queue <- item{err: panicked}
+		}
+	}()
+	defer connectors.Recover(&panicked, w.connector)
 	for {
 		for w.queued.Load() >= w.queueLimit {
 			select {

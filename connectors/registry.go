@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -42,13 +43,33 @@ func (r *Registry) Names() []string {
 }
 
 // New builds the source for p's transport name.
-func (r *Registry) New(transport string, p Params) (Source, error) {
+func (r *Registry) New(transport string, p Params) (src Source, err error) {
 	f, ok := r.factories[transport]
 	if !ok {
 		return nil, Fatal(fmt.Errorf("transport.name: unknown transport %q (known: %v)", transport, r.Names()))
 	}
+	defer Recover(&err, transport+" config")
 	return f(p)
 }
+
+// Recover turns a panic in the calling function into *err: a [Fatal]
+// error "what panicked: value", so that a bug in a connector fails that
+// connector, never the worker. Use it as defer Recover(&err, "...").
+func Recover(err *error, what string) {
+	if r := recover(); r != nil {
+		*err = Fatal(&PanicError{What: what, Value: r, Stack: string(debug.Stack())})
+	}
+}
+
+// PanicError is a recovered panic: what panicked, the value, and the
+// stack for the worker's log (the message leaves it out).
+type PanicError struct {
+	What  string
+	Value any
+	Stack string
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("%s panicked: %v", e.What, e.Value) }
 
 // CheckConnector implements pipeline.Checker: it builds the connector's
 // source without opening it, so every config error is found before
@@ -59,7 +80,10 @@ func (r *Registry) CheckConnector(c *pipeline.Connector, schema *arrow.Schema) e
 	if !ok {
 		return fmt.Errorf("transport.name: unknown transport %q (known: %v)", c.Transport.Name, r.Names())
 	}
-	_, err := f(checkParams(c, schema))
+	_, err := func() (_ Source, err error) {
+		defer Recover(&err, "transport.config")
+		return f(checkParams(c, schema))
+	}()
 	if err == nil {
 		return nil
 	}

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sluicehq/sluice/activities"
+	"github.com/sluicehq/sluice/connectors"
 	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/store"
@@ -196,4 +198,79 @@ func TestContinueAsNewKeepsStateAndSignals(t *testing.T) {
 	require.False(t, next.State.Connectors["t.manual"].Paused, "connector.start sent before continue-as-new is kept")
 	require.True(t, next.State.Connectors["t.live"].Waiting)
 	require.Equal(t, "p", next.Pipeline.Name)
+}
+
+// panicker is a transport with a bug: it panics where its config says
+// ("new", "open" or "read").
+type panicker struct{ where string }
+
+func newPanicker(p connectors.Params) (connectors.Source, error) {
+	var cfg struct {
+		In string `json:"in"`
+	}
+	_ = json.Unmarshal(p.Config, &cfg)
+	if cfg.In == "new" {
+		var m map[string]int
+		m["boom"]++ // a nil map write
+	}
+	return &panicker{where: cfg.In}, nil
+}
+
+func (s *panicker) Open(context.Context, connectors.Checkpoint) error {
+	if s.where == "open" {
+		panic("boom in open")
+	}
+	return nil
+}
+
+func (s *panicker) Read(context.Context) (connectors.Batch, error) {
+	var values []int
+	_ = values[len(s.where)] // index out of range
+	return connectors.Batch{}, nil
+}
+
+func (s *panicker) Close() error { return nil }
+
+// TestConnectorPanics: a panic in a source (in Read, on the reader
+// goroutine, or in Open) fails that connector with a fatal_error naming
+// the panic, not the worker; the other connectors run on. A panic while
+// building it fails validation with an error.
+func TestConnectorPanics(t *testing.T) {
+	reg := builtin.Registry()
+	require.NoError(t, reg.Register("panicker", newPanicker))
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	e.RegisterWorkflowWithOptions(workflows.Pipeline, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	e.RegisterActivity(&activities.Activities{Registry: reg, DataDir: t.TempDir()})
+	p, _, err := pipeline.Load([]byte(`
+name: p
+tables:
+  - name: t
+    columns: [{name: a, type: BIGINT}]
+    connectors:
+      - {name: reader, transport: {name: panicker, config: {in: read}}}
+      - {name: opener, transport: {name: panicker, config: {in: open}}}
+      - {name: ok, transport: {name: datagen, config: {plan: [{limit: 10}]}}}
+`), ".yaml", "")
+	require.NoError(t, err)
+	require.NoError(t, pipeline.Validate(p, reg))
+	e.RegisterDelayedCallback(func() {
+		st := byName(query(t, e))
+		for _, c := range []string{"t.reader", "t.opener"} {
+			require.NotNil(t, st[c].FatalError, c)
+			require.Contains(t, *st[c].FatalError, "panicked", c)
+			require.Equal(t, "unhealthy", st[c].Health)
+		}
+		require.Contains(t, *st["t.reader"].FatalError, "index out of range")
+		require.Contains(t, *st["t.opener"].FatalError, "boom in open")
+		require.True(t, st["t.ok"].Finished)
+		require.Equal(t, int64(10), st["t.ok"].Metrics.TotalRecords)
+		e.SignalWorkflow(workflows.PipelineStop, nil)
+	}, 30*time.Second)
+	e.ExecuteWorkflow(workflows.WorkflowName, workflows.Input{Pipeline: *p})
+	require.NoError(t, e.GetWorkflowError())
+
+	p.Tables[0].Connectors[0].Transport.Config = json.RawMessage(`{"in": "new"}`)
+	err = pipeline.Validate(p, reg)
+	require.ErrorContains(t, err, "tables[0].connectors[0].transport.config: transport.config panicked: assignment to entry in nil map")
 }

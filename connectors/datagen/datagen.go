@@ -271,6 +271,9 @@ func newGenerator(f Field, dt arrow.DataType, seed, stream uint64) (generator, e
 			if g.hi <= g.lo {
 				return g, fmt.Errorf("zipf wants a range or values")
 			}
+			if g.hi-g.lo > 10_000_000 {
+				return g, fmt.Errorf("range: zipf over %g values: at most 10,000,000", g.hi-g.lo)
+			}
 			n = int(g.hi - g.lo)
 		}
 		if n > 10_000_000 {
@@ -320,7 +323,8 @@ func (g *generator) value(i, idx int64) any {
 		var k int
 		switch g.strategy {
 		case "increment":
-			k = int(idx * g.scale % int64(len(g.values)))
+			n := int64(len(g.values)) // a negative scale cycles backwards
+			k = int((idx*g.scale%n + n) % n)
 		case "uniform":
 			k = int(h % uint64(len(g.values)))
 		case "zipf":

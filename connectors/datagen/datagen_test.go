@@ -99,3 +99,26 @@ func TestConfigErrors(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+// TestHostileConfigs: configs that used to panic (a negative scale over
+// values indexed values[-1]; a zipf range past int64 overflowed into a
+// huge make) are read or refused, never a panic.
+func TestHostileConfigs(t *testing.T) {
+	sc := arrow.NewSchema([]arrow.Field{{Name: "s", Type: arrow.BinaryTypes.String}}, nil)
+	src, err := datagen.New(connectors.Params{Config: json.RawMessage(`{"plan": [{"limit": 5, "fields": {"s": {"values": ["a", "b"], "scale": -1}}}]}`),
+		Schema: sc, BatchSize: 10})
+	require.NoError(t, err)
+	require.NoError(t, src.Open(context.Background(), nil))
+	b, err := src.Read(context.Background())
+	require.NoError(t, err)
+	defer b.Record.Release()
+	var got []string
+	for i := range int(b.Record.NumRows()) {
+		got = append(got, b.Record.Column(0).(*array.String).Value(i))
+	}
+	require.Equal(t, []string{"a", "b", "a", "b", "a"}, got, "a negative scale cycles backwards")
+
+	_, err = datagen.New(connectors.Params{Config: json.RawMessage(`{"plan": [{"fields": {"z": {"strategy": "zipf", "range": [0, 10000000000000000000]}}}]}`),
+		Schema: schema, BatchSize: 10})
+	require.ErrorContains(t, err, "zipf over 1e+19 values: at most 10,000,000")
+}
