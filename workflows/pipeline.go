@@ -373,12 +373,21 @@ func (r *run) startActivity(ctx workflow.Context, ep string) {
 
 // done handles an Ingest activity's end.
 func (r *run) done(ctx workflow.Context, ep string, f workflow.Future) {
+	// cancel is cleared once the workflow asked the activity to stop.
+	stopRequested := r.running[ep] != nil && r.running[ep].cancel == nil
 	delete(r.running, ep)
 	c := r.st.Connectors[ep]
 	var p activities.Progress
 	err := f.Get(ctx, &p)
 	var canceled *temporal.CanceledError
+	var timeout *temporal.TimeoutError
 	switch {
+	case stopRequested && errors.As(err, &timeout):
+		// A pause, stop or continue-as-new reached a dead worker: the
+		// server does not retry an activity whose cancellation was
+		// requested, so it times out. That is the cancellation; the next
+		// start resumes from what the table holds.
+		workflow.GetLogger(ctx).Warn("connector stopped while its worker was gone", "connector", ep)
 	case err == nil:
 		if p.Commit >= c.Progress.Commit {
 			c.Progress = p
