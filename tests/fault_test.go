@@ -46,12 +46,5 @@ func TestPauseWhileWorkerDead(t *testing.T) {
 	require.NoError(t, sluice.Command(context.Background(), c, "deadpause", workflows.ConnectorStart, ref))
 	final := finish(t, run)
 	require.Nil(t, connector(final, "events.gen").FatalError)
-	counts := map[int64]int{}
-	for _, r := range readTable(t, dataDir, "deadpause", "events") {
-		counts[r.values[0].(int64)]++
-	}
-	require.Len(t, counts, n)
-	for id, k := range counts {
-		require.Equal(t, 1, k, "id %d stored %d times", id, k)
-	}
+	requireEachIDOnce(t, dataDir, "deadpause", n)
 }

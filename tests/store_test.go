@@ -61,6 +61,20 @@ func netIDs(t *testing.T, dataDir, p, table string) map[int64]int64 {
 	return dropZero(out)
 }
 
+// requireEachIDOnce checks that the events table of pipeline p holds ids
+// 0..n-1, each exactly once.
+func requireEachIDOnce(t *testing.T, dataDir, p string, n int) {
+	t.Helper()
+	counts := map[int64]int{}
+	for _, r := range readTable(t, dataDir, p, "events") {
+		counts[r.values[0].(int64)]++
+	}
+	require.Len(t, counts, n)
+	for id, k := range counts {
+		require.Equal(t, 1, k, "id %d stored %d times", id, k)
+	}
+}
+
 // dropZero removes the ids whose weights cancel out.
 func dropZero(ids map[int64]int64) map[int64]int64 {
 	for id, n := range ids {
@@ -271,14 +285,7 @@ func TestStaleAttemptSIGSTOP(t *testing.T) {
 	require.NotContains(t, logs.String(), "panic", "the woken worker's log")
 	require.Contains(t, logs.String(), "this attempt is stale", "the woken attempt was fenced")
 	require.Equal(t, int64(n), st.Metrics.TotalRecords)
-	counts := map[int64]int{}
-	for _, r := range readTable(t, dataDir, "frozen", "events") {
-		counts[r.values[0].(int64)]++
-	}
-	require.Len(t, counts, n)
-	for id, k := range counts {
-		require.Equal(t, 1, k, "id %d stored %d times", id, k)
-	}
+	requireEachIDOnce(t, dataDir, "frozen", n)
 }
 
 // TestS3TwoWorkers runs a pipeline on two workers that share an S3 table
