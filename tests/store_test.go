@@ -261,19 +261,9 @@ func TestTableIdentity(t *testing.T) {
 // Woken (SIGCONT), the stale attempt is fenced: no record is stored
 // twice and the connector does not fail.
 func TestStaleAttemptSIGSTOP(t *testing.T) {
-	ts, c := newServer(t)
-	dataDir := t.TempDir()
-	bin := buildBinary(t, "worker", t.TempDir())
-	var logs strings.Builder
-	frozen := workerProcess(t, bin, dataDir, ts, &logs)
-	defer func() { _ = frozen.Process.Kill(); _ = frozen.Wait() }()
-
 	const n = 16_000
-	p := idsPipeline(t, "frozen", n, 2000, 100)
-	run := startPipeline(t, c, workflows.Input{Pipeline: *p, HeartbeatTimeoutSeconds: 2})
-	eventually(t, 30*time.Second, "the first commits", func() bool { return len(readTable(t, dataDir, "frozen", "events")) > 2000 })
-	require.NoError(t, frozen.Process.Signal(syscall.SIGSTOP))
-	startWorker(t, c, dataDir) // the retry runs here
+	f := freezeWorker(t, "frozen", n, 2, 2000) // the retry runs on the live worker
+	dataDir, run, frozen, logs := f.dataDir, f.run, f.proc, f.logs
 	stoppedAt := len(readTable(t, dataDir, "frozen", "events"))
 	eventually(t, 30*time.Second, "the retry commits", func() bool { return len(readTable(t, dataDir, "frozen", "events")) > stoppedAt+2000 })
 	require.NoError(t, frozen.Process.Signal(syscall.SIGCONT))
