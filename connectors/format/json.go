@@ -33,6 +33,10 @@ type JSONConfig struct {
 	// JSONFlavor is accepted for compatibility with Feldera; only the
 	// default flavor is read.
 	JSONFlavor string `json:"json_flavor,omitempty"`
+	// RecordOptions are max_record_bytes and replace_invalid_utf8. A JSON
+	// text must be UTF-8 (RFC 8259): a record with invalid UTF-8 anywhere
+	// is a parse error unless replace_invalid_utf8 is set.
+	RecordOptions
 }
 
 type jsonParser struct {
@@ -51,6 +55,9 @@ func newJSON(raw json.RawMessage, schema *arrow.Schema) (*jsonParser, error) {
 		return nil, connectors.FormatError("update_format", "%q is not supported yet", cfg.UpdateFormat)
 	default:
 		return nil, connectors.FormatError("update_format", "unknown %q: want raw, insert_delete or debezium", cfg.UpdateFormat)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	p := &jsonParser{cfg: cfg}
 	if cfg.UpdateFormat == "" || cfg.UpdateFormat == "raw" {
@@ -72,19 +79,49 @@ func (p *jsonParser) Split(data []byte, atEOF bool) int {
 	return splitArrayElement(data, atEOF)
 }
 
+func (p *jsonParser) maxRecordBytes() int { return p.cfg.MaxRecordBytes }
+
+func (p *jsonParser) lineBased() bool { return !p.cfg.Array }
+
+func (p *jsonParser) newSkipper() skipper {
+	if p.cfg.Array {
+		return &arrayScanner{}
+	}
+	return lineSkipper{}
+}
+
 // splitArrayElement cuts one element of a JSON array, with the '[', ',' or
 // whitespace before it and, for the last element, the ']' after it.
 func splitArrayElement(data []byte, atEOF bool) int {
-	depth, inString, escaped, started := 0, false, false, false
+	var s arrayScanner
+	if n := s.skip(data); n >= 0 {
+		return n
+	}
+	if atEOF {
+		return len(data)
+	}
+	return 0
+}
+
+// arrayScanner finds the end of a JSON array element, fed in pieces from
+// the element's start (the '[', ',' or whitespace before it included).
+// A raw newline ends a string, which valid JSON never holds, so that an
+// unterminated string does not swallow the rest of the input.
+type arrayScanner struct {
+	depth                      int
+	inString, escaped, started bool
+}
+
+func (s *arrayScanner) skip(data []byte) int {
 	for i, c := range data {
-		if inString {
+		if s.inString {
 			switch {
-			case escaped:
-				escaped = false
+			case s.escaped:
+				s.escaped = false
 			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
+				s.escaped = true
+			case c == '"', c == '\n':
+				s.inString = false
 			}
 			continue
 		}
@@ -92,36 +129,33 @@ func splitArrayElement(data []byte, atEOF bool) int {
 		case ' ', '\t', '\r', '\n':
 			continue
 		case '[':
-			if !started && depth == 0 {
+			if !s.started && s.depth == 0 {
 				continue // the array's own bracket
 			}
-			depth++
+			s.depth++
 		case '{':
-			depth++
+			s.depth++
 		case '}', ']':
-			if depth == 0 {
+			if s.depth == 0 {
 				continue // the array's closing bracket
 			}
-			depth--
+			s.depth--
 		case ',':
-			if depth == 0 {
-				if started {
+			if s.depth == 0 {
+				if s.started {
 					return i + 1
 				}
 				continue
 			}
 		case '"':
-			inString = true
+			s.inString = true
 		}
-		started = true
-		if depth == 0 && (c == '}' || c == ']') {
+		s.started = true
+		if s.depth == 0 && (c == '}' || c == ']') {
 			return i + 1
 		}
 	}
-	if atEOF {
-		return len(data)
-	}
-	return 0
+	return -1
 }
 
 func (p *jsonParser) Parse(block []byte, base int64, rows *Rows) []connectors.ParseError {
@@ -138,6 +172,17 @@ func (p *jsonParser) Parse(block []byte, base int64, rows *Rows) []connectors.Pa
 		}
 		if len(rec) == 0 {
 			continue
+		}
+		if n > p.cfg.MaxRecordBytes {
+			errs = append(errs, positionError(pos, fmtTooLong(int64(n), p.cfg.MaxRecordBytes), rec))
+			continue
+		}
+		if i := invalidUTF8(rec); i >= 0 {
+			if !p.cfg.ReplaceInvalidUTF8 {
+				errs = append(errs, positionError(pos, fmt.Sprintf("invalid UTF-8 at byte %d of the record (set replace_invalid_utf8 to read it as U+FFFD)", i), rec))
+				continue
+			}
+			rec = bytes.ToValidUTF8(rec, []byte("\uFFFD"))
 		}
 		if err := p.parseRecord(rec, rows); err != nil {
 			errs = append(errs, positionError(pos, err.Error(), rec))

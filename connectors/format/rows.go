@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -377,7 +378,14 @@ func fromString(dt arrow.DataType, s string) (any, error) {
 		return f, nil
 	case arrow.DECIMAL128:
 		d := dt.(*arrow.Decimal128Type)
-		r, ok := new(big.Rat).SetString(strings.TrimSpace(s))
+		t := strings.TrimSpace(s)
+		if err := checkDecimal(t); err != nil {
+			if errors.Is(err, errNotDecimal) {
+				return bad()
+			}
+			return nil, fmt.Errorf("%q does not fit %s: %w", truncate(s, 40), dt, err)
+		}
+		r, ok := new(big.Rat).SetString(t)
 		if !ok {
 			return bad()
 		}
@@ -411,6 +419,71 @@ func fromString(dt arrow.DataType, s string) (any, error) {
 		return bad()
 	}
 	return nil, fmt.Errorf("unsupported type %s", dt)
+}
+
+// Bounds of a DECIMAL's text, so that converting it costs little: the
+// exponent of 1e1000000 alone would take seconds of big-number work.
+const (
+	maxDecimalText     = 1000 // characters
+	maxDecimalExponent = 1000 // in absolute value
+)
+
+var errNotDecimal = errors.New("not a decimal")
+
+// checkDecimal checks that s is a decimal number, [+-]digits[.digits]
+// [(e|E)[+-]digits] with at least one digit, of at most maxDecimalText
+// characters and an exponent within ±maxDecimalExponent. Other syntax
+// big.Rat would take (fractions, hexadecimal, binary exponents) is
+// errNotDecimal.
+func checkDecimal(s string) error {
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	digits := 0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		digits++
+	}
+	if i < len(s) && s[i] == '.' {
+		for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			digits++
+		}
+	}
+	if digits == 0 {
+		return errNotDecimal
+	}
+	exp := 0
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		neg := false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			neg = s[i] == '-'
+			i++
+		}
+		start := i
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			if exp <= maxDecimalExponent {
+				exp = exp*10 + int(s[i]-'0')
+			}
+		}
+		if i == start {
+			return errNotDecimal
+		}
+		if exp > maxDecimalExponent {
+			sign := "+"
+			if neg {
+				sign = "-"
+			}
+			return fmt.Errorf("exponent %s%s is out of range (at most ±%d)", sign, truncate(strings.TrimLeft(s[start:i], "0"), 20), maxDecimalExponent)
+		}
+	}
+	if i != len(s) {
+		return errNotDecimal
+	}
+	if len(s) > maxDecimalText {
+		return fmt.Errorf("%d characters, more than %d", len(s), maxDecimalText)
+	}
+	return nil
 }
 
 func truncate(s string, n int) string {
