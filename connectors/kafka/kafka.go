@@ -403,7 +403,7 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 				return // a transaction marker or a tombstone
 			}
 			b.Bytes += int64(len(r.Value))
-			errs := s.parser.Parse(r.Value, 0, s.rows)
+			errs := format.ParseMessage(s.parser, r.Value, s.rows) // each message is a document: csv headers skips its first line
 			for _, e := range errs {
 				pos := fmt.Sprintf("topic %s partition %d offset %d", r.Topic, r.Partition, r.Offset)
 				if e.Position != "byte 0" {
