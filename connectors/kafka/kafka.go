@@ -27,10 +27,29 @@ import (
 // metadata before they report the brokers unreachable.
 var ConnectTimeout = 10 * time.Second
 
+// DiscoverInterval is how often a running source asks the brokers for the
+// partitions of its topics, to start reading the partitions added since it
+// started. Each check costs at most one Metadata request (franz-go's cached
+// metadata answers it when fresh), plus a ListOffsets request when a new
+// partition shows up. Sources with enable.partition.eof or an explicit
+// partitions list do not check, nor does any source while it is zero or
+// negative.
+var DiscoverInterval = 5 * time.Second
+
 // Checkpoint is kafka_input's checkpoint: the next offset to read of every
 // partition, and with enable.partition.eof the end offsets fixed at first
 // activation. Partition numbers are JSON object keys:
 // {"offsets": {"orders": {"0": 42, "1": 17}}, "end": {"orders": {"0": 100, "1": 90}}}.
+//
+// A partition added to a topic after first activation joins Offsets at its
+// start offset when the running source discovers it (see DiscoverInterval),
+// and from then on advances like the others. A partition of a checkpointed
+// topic that Offsets lacks (added while the connector was paused, or
+// discovered but not yet committed when the worker died) is therefore read
+// from its start once the source is opened again, which is neither a gap
+// nor a duplicate: none of its records was committed. Without enable.partition.eof and
+// without a partitions list this is how every checkpoint is read, older
+// ones included; the format has not changed.
 type Checkpoint struct {
 	Offsets map[string]map[int32]int64 `json:"offsets"`
 	End     map[string]map[int32]int64 `json:"end,omitempty"`
@@ -49,6 +68,9 @@ type Source struct {
 	cl     *kgo.Client
 	cp     Checkpoint
 	done   bool // every partition reached its end (enable.partition.eof)
+	// discoverAt is when Read next looks for added partitions (zero: at
+	// the first Read).
+	discoverAt time.Time
 }
 
 // New builds a kafka_input source from p; nothing is contacted until
@@ -329,6 +351,12 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 		kgo.KeepControlRecords(), // transaction markers advance the checkpoint
 		kgo.FetchMaxWait(200*time.Millisecond),
 	)
+	if s.discovers() && DiscoverInterval < 5*time.Second {
+		// Discovery reads franz-go's metadata cache, fresh for at most
+		// MetadataMinAge (5s by default): a shorter interval needs a
+		// shorter age to see new partitions sooner.
+		opts = append(opts, kgo.MetadataMinAge(max(DiscoverInterval, 10*time.Millisecond)))
+	}
 	if s.readCommitted() {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
@@ -342,6 +370,92 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 	}
 	s.rows = format.NewRows(s.p.Alloc(), s.p.Schema)
 	return nil
+}
+
+// discovers says whether the source reads partitions added after first
+// activation: not with enable.partition.eof, whose partitions and ends are
+// fixed at first activation, nor with an explicit partitions list.
+func (s *Source) discovers() bool {
+	return !bool(s.cfg.EnablePartitionEOF) && len(s.cfg.Partitions) == 0 && DiscoverInterval > 0
+}
+
+// discover adds the partitions of the checkpointed topics that the
+// checkpoint lacks: they are recorded in it at their start offset and
+// consumed from there. Errors are left for the next check: the partitions
+// already read go on, and fetching reports brokers that stay away.
+func (s *Source) discover(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	defer cancel()
+	var topics []string
+	for _, t := range s.cfg.TopicList() {
+		// A configured topic missing from the checkpoint (the config
+		// changed after first activation) is not read: only Resolve
+		// says where a topic starts.
+		if s.cp.Offsets[t] != nil {
+			topics = append(topics, t)
+		}
+	}
+	if len(topics) == 0 {
+		return
+	}
+	adm := kadm.NewClient(s.cl)
+	md, err := adm.Metadata(ctx, topics...)
+	if err != nil {
+		return
+	}
+	added := map[string]bool{}
+	for _, t := range topics {
+		td, ok := md.Topics[t]
+		if !ok || td.Err != nil {
+			continue
+		}
+		for p := range td.Partitions {
+			if _, ok := s.cp.Offsets[t][p]; !ok {
+				added[t] = true
+			}
+		}
+	}
+	if len(added) == 0 {
+		return
+	}
+	topics = topics[:0]
+	for t := range added {
+		topics = append(topics, t)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil && len(starts) == 0 {
+		return
+	}
+	consume := map[string]map[int32]kgo.Offset{}
+	starts.Each(func(o kadm.ListedOffset) {
+		if _, ok := s.cp.Offsets[o.Topic][o.Partition]; ok || o.Err != nil || o.Offset < 0 || s.cp.Offsets[o.Topic] == nil {
+			return // known, or not ready yet: the next check tries again
+		}
+		s.cp.Offsets[o.Topic][o.Partition] = o.Offset
+		if consume[o.Topic] == nil {
+			consume[o.Topic] = map[int32]kgo.Offset{}
+		}
+		consume[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
+	})
+	s.cl.AddConsumePartitions(consume)
+}
+
+// poll returns the next fetches. A source that discovers partitions
+// checks for added ones when that is due and waits no longer than the
+// next check.
+func (s *Source) poll(ctx context.Context) kgo.Fetches {
+	if !s.discovers() {
+		return s.cl.PollRecords(ctx, s.p.BatchSize)
+	}
+	if !time.Now().Before(s.discoverAt) {
+		s.discover(ctx)
+		s.discoverAt = time.Now().Add(DiscoverInterval)
+	}
+	// At the deadline PollRecords returns only the deadline error; the
+	// records it has not returned stay buffered for the next poll.
+	pctx, cancel := context.WithDeadline(ctx, s.discoverAt)
+	defer cancel()
+	return s.cl.PollRecords(pctx, s.p.BatchSize)
 }
 
 // reachedEnd says partition p of topic t has reached its end offset
@@ -369,14 +483,17 @@ func (s *Source) allReachedEnd() bool {
 // BatchSize messages, with the checkpoint just past them. With
 // enable.partition.eof it returns connectors.ErrEndOfInput once every
 // partition has reached its end offset; messages past a partition's end
-// are not returned.
+// are not returned. Otherwise (and without a partitions list) it checks
+// every DiscoverInterval for partitions added to the topics and reads them
+// from their start; the checkpoint of the batch after that check records
+// them.
 func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 	for {
 		if s.done || s.allReachedEnd() {
 			s.done = true
 			return connectors.Batch{}, connectors.ErrEndOfInput
 		}
-		fs := s.cl.PollRecords(ctx, s.p.BatchSize)
+		fs := s.poll(ctx)
 		if ctx.Err() != nil {
 			return connectors.Batch{}, ctx.Err()
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -242,6 +243,105 @@ func TestPartitionEOF(t *testing.T) {
 	rows, _, _, err := s.readN(t, 10_000)
 	require.ErrorIs(t, err, connectors.ErrEndOfInput)
 	require.Equal(t, keysOf(t, values[:900]), keysOfRows(rows))
+}
+
+// addPartitions adds n partitions to topic, as kafka-topics --alter would.
+func addPartitions(t testing.TB, addr, topic string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	require.NoError(t, err)
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).CreatePartitions(context.Background(), n, topic)
+	require.NoError(t, err)
+	require.NoError(t, resp.Error())
+}
+
+// discoverEvery sets kafka.DiscoverInterval for the test.
+func discoverEvery(t testing.TB, d time.Duration) {
+	old := kafka.DiscoverInterval
+	kafka.DiscoverInterval = d
+	t.Cleanup(func() { kafka.DiscoverInterval = old })
+}
+
+// requireOffsets checks the next offset of every partition of "flights"
+// in checkpoint cp.
+func requireOffsets(t *testing.T, cp connectors.Checkpoint, want map[int32]int64) {
+	t.Helper()
+	var c kafka.Checkpoint
+	require.NoError(t, json.Unmarshal(cp, &c))
+	require.Equal(t, want, c.Offsets["flights"])
+}
+
+// Partitions added to the topic while the source runs are read from their
+// start, every record once, and recorded in the checkpoint: a source
+// resumed from it goes on at their offsets, and one resumed from a
+// checkpoint taken before they were added (a crash that lost every commit
+// since) reads them from their start.
+func TestPartitionsAddedWhileRunning(t *testing.T) {
+	discoverEvery(t, 100*time.Millisecond)
+	addr := cluster(t, 2, "flights")
+	values := flights(t, 1200)
+	produce(t, addr, "flights", 2, values[:400]) // 200 into each of 2 partitions
+	cfg := fmt.Sprintf(`{"bootstrap.servers": %q, "topic": "flights", "start_from": "earliest"}`, addr)
+
+	s := open(t, cfg, nil, nil)
+	first, errs, before, err := s.readN(t, 400)
+	require.NoError(t, err)
+	require.Empty(t, errs)
+	require.Equal(t, keysOf(t, values[:400]), keysOfRows(first))
+	requireOffsets(t, before, map[int32]int64{0: 200, 1: 200})
+
+	addPartitions(t, addr, "flights", 2)
+	produce(t, addr, "flights", 4, values[400:800]) // 100 into each of 4 partitions
+	second, _, cp, err := s.readN(t, 400)
+	require.NoError(t, err, "the added partitions are read")
+	require.Equal(t, keysOf(t, values[:800]), keysOfRows(append(first, second...)))
+	requireOffsets(t, cp, map[int32]int64{0: 300, 1: 300, 2: 100, 3: 100})
+	require.NoError(t, s.Close())
+
+	produce(t, addr, "flights", 4, values[800:]) // 100 more into each
+	s = open(t, cfg, nil, cp)
+	third, _, last, err := s.readN(t, 400)
+	require.NoError(t, err)
+	require.Equal(t, keysOf(t, values[800:]), keysOfRows(third), "every partition resumes at its checkpointed offset")
+	requireOffsets(t, last, map[int32]int64{0: 400, 1: 400, 2: 200, 3: 200})
+	require.NoError(t, s.Close())
+
+	s = open(t, cfg, nil, before)
+	rest, _, last, err := s.readN(t, 800)
+	require.NoError(t, err)
+	require.Equal(t, keysOf(t, values[400:]), keysOfRows(rest), "partitions the checkpoint lacks are read from their start")
+	requireOffsets(t, last, map[int32]int64{0: 400, 1: 400, 2: 200, 3: 200})
+}
+
+// enable.partition.eof fixes the partitions and their ends at first
+// activation: partitions added later are not read, neither by the first
+// activation nor after a resume.
+func TestPartitionEOFIgnoresAddedPartitions(t *testing.T) {
+	discoverEvery(t, 100*time.Millisecond)
+	addr := cluster(t, 2, "flights")
+	values := flights(t, 600)
+	produce(t, addr, "flights", 2, values[:200])
+	cfg := fmt.Sprintf(`{"bootstrap.servers": %q, "topic": "flights", "start_from": "earliest", "enable.partition.eof": true}`, addr)
+	src, err := kafka.New(connectors.Params{Config: json.RawMessage(cfg), Schema: flightsSchema, BatchSize: 100})
+	require.NoError(t, err)
+	cp, err := src.(connectors.Resolver).Resolve(context.Background())
+	require.NoError(t, err)
+	addPartitions(t, addr, "flights", 2)
+	produce(t, addr, "flights", 4, values[200:400])
+
+	s := open(t, cfg, nil, cp)
+	rows, _, last, err := s.readN(t, 10_000)
+	require.ErrorIs(t, err, connectors.ErrEndOfInput)
+	require.Equal(t, keysOf(t, values[:200]), keysOfRows(rows))
+	requireOffsets(t, last, map[int32]int64{0: 100, 1: 100})
+	require.NoError(t, s.Close())
+
+	produce(t, addr, "flights", 4, values[400:])
+	s = open(t, cfg, nil, last)
+	rows, _, _, err = s.readN(t, 10_000)
+	require.ErrorIs(t, err, connectors.ErrEndOfInput)
+	require.Empty(t, rows)
 }
 
 // A transactional producer: commit markers occupy the last offsets, an
