@@ -23,7 +23,8 @@ type Config struct {
 	// Topic or Topics.
 	Topics []string `json:"topics,omitempty"`
 	// Partitions restricts reading to these partitions of every topic;
-	// all partitions if empty.
+	// all partitions if empty, including those added to a topic while the
+	// connector runs (read from their start; see DiscoverInterval).
 	Partitions []int32 `json:"partitions,omitempty"`
 	// StartFrom is where a connector that has no checkpoint starts:
 	// "earliest", "latest" (the default), {"offsets": [o0, o1, ...]} (the
@@ -40,6 +41,8 @@ type Config struct {
 	// EnablePartitionEOF makes the connector reach end of input once every
 	// partition has reached the end offset it had at first activation
 	// (the high watermark, or with read_committed the last stable offset).
+	// The partitions are those of first activation too: partitions added
+	// later are not read.
 	EnablePartitionEOF Flag `json:"enable.partition.eof,omitempty"`
 	// IsolationLevel is "read_committed" (the default, as librdkafka's) or
 	// "read_uncommitted".
