@@ -66,7 +66,11 @@ func newCSV(raw json.RawMessage, schema *arrow.Schema) (*csvParser, error) {
 // Split cuts at the first newline outside double quotes (RFC 4180). A
 // quote opens a quoted field only at the start of a field, as in
 // encoding/csv: a stray quote inside an unquoted field (a bare quote) is
-// an error of its own record, not the start of a field that runs on.
+// an error of its own record, not the start of a field that runs on. A
+// quoted field still open at the end of input ends its record at the
+// record's first newline (the record is then malformed), so a stray
+// opening quote costs one line, not the rest of the input; the [Stream]
+// does the same for one still open after max_record_bytes.
 func (p *csvParser) Split(data []byte, atEOF bool) int {
 	nl := bytes.IndexByte(data, '\n')
 	if nl >= 0 && bytes.IndexByte(data[:nl], '"') < 0 {
@@ -97,10 +101,13 @@ func (p *csvParser) Split(data []byte, atEOF bool) int {
 			fieldStart = false
 		}
 	}
-	if atEOF {
-		return len(data)
+	if !atEOF {
+		return 0
 	}
-	return 0
+	if inQuote && nl >= 0 {
+		return nl + 1
+	}
+	return len(data)
 }
 
 func (p *csvParser) maxRecordBytes() int { return p.cfg.MaxRecordBytes }
