@@ -4,6 +4,13 @@
 // input at the end of the body. The checkpoint is the byte offset just past
 // the last whole record; a resumed connector asks for the rest with a Range
 // request, or skips that many bytes when the server ignores Range.
+//
+// Each Source has its own HTTP client, without an overall timeout (a body
+// may stream for hours), but with [ConnectTimeout] to dial,
+// [TLSHandshakeTimeout] for the TLS handshake, [ResponseHeaderTimeout] from
+// sending the request to the response's headers, and [IdleConnTimeout] for
+// kept-alive connections. Responses are asked for without compression, so
+// byte offsets and Range requests count the same bytes.
 package url
 
 import (
@@ -63,7 +70,7 @@ func New(p connectors.Params) (connectors.Source, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Source{cfg: cfg, p: p, parser: parser, client: http.DefaultClient}, nil
+	return &Source{cfg: cfg, p: p, parser: parser, client: newClient()}, nil
 }
 
 // Open sends the GET. A refused connection, a bad URL or a non-2xx status
@@ -117,8 +124,9 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 	return connectors.Batch{Record: c.Record, Checkpoint: cp, Bytes: c.Bytes, Errors: c.Errors}, nil
 }
 
-// Close closes the response body.
+// Close closes the response body and the client's idle connections.
 func (s *Source) Close() error {
+	defer s.client.CloseIdleConnections()
 	if s.rows != nil {
 		s.rows.Release()
 	}
