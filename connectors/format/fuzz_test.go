@@ -459,8 +459,8 @@ func fuzzCSVRecords(data []byte, delim string, headers bool, maxRecord int) (int
 // leniencies of the JSON decoder (goccy/go-json) that the format is
 // known to inherit, reported to its owner and not fixed yet: the values
 // of fields that are not columns are skipped without being checked
-// (0+, [1 2], "\q", {"a":} pass), numbers with leading zeros (00, -01,
-// 00.5), raw control characters inside strings, a trailing comma in a
+// (0+, [1 2], "\q", {"a":} pass), numbers that strconv reads but JSON's
+// grammar refuses (00, -01, 0.), raw control characters inside strings, a trailing comma in a
 // nested array or object, and extra closing brackets after the object.
 // Remove each case when it is fixed.
 func fuzzLenientJSON(rec []byte) bool {
@@ -483,8 +483,16 @@ func fuzzLenientJSON(rec []byte) bool {
 			}
 		case c == '"':
 			inString = true
-		case c == '0' && (i == 0 || !fuzzNumberByte(rec[i-1])) && i+1 < len(rec) && rec[i+1] >= '0' && rec[i+1] <= '9':
-			continue // a leading zero
+		case c == '-' || c >= '0' && c <= '9':
+			j := i + 1
+			for j < len(rec) && fuzzNumberByte(rec[j]) {
+				j++
+			}
+			if _, err := strconv.ParseFloat(string(rec[i:j]), 64); err == nil {
+				b = append(b, '0') // a number strconv reads, maybe not JSON's (00, 0., -01)
+				i = j - 1
+				continue
+			}
 		case c == ',':
 			if j := bytes.IndexFunc(rec[i+1:], func(r rune) bool { return !strings.ContainsRune(" \t\r\n", r) }); j >= 0 && (rec[i+1+j] == ']' || rec[i+1+j] == '}') {
 				continue // a trailing comma
@@ -557,9 +565,9 @@ func fuzzColumnsOnly(rec []byte) []byte {
 	return rec
 }
 
-// fuzzNumberByte reports whether c may precede a digit inside a number.
+// fuzzNumberByte reports whether c may be part of a number.
 func fuzzNumberByte(c byte) bool {
-	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+'
+	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
 }
 
 // fuzzKnownIssue reports inputs that hit a known bug of the parsers,
