@@ -124,11 +124,12 @@ func FuzzCSV(f *testing.F) {
 			t.Fatal(err)
 		}
 		o := fuzzOptions{
-			format:  &pipeline.Format{Name: "csv", Config: raw},
-			batch:   1 + int(batch)%16,
-			step:    1 + int(step)%512,
-			limited: maxRecord > 0,
-			raw:     true,
+			format:     &pipeline.Format{Name: "csv", Config: raw},
+			batch:      1 + int(batch)%16,
+			step:       1 + int(step)%512,
+			limited:    maxRecord > 0,
+			raw:        true,
+			csvHeaders: headers,
 		}
 		o.records, o.countable = fuzzCSVRecords(data, cfg.Delimiter, headers, int(maxRecord))
 		fuzzCheck(t, data, o)
@@ -152,6 +153,8 @@ type fuzzOptions struct {
 	// parser, when countable.
 	records   int
 	countable bool
+	// csvHeaders says the format is csv with headers: true.
+	csvHeaders bool
 	// validRow, if set, checks the bytes of a record that became a row.
 	validRow func(rec []byte) error
 }
@@ -575,5 +578,9 @@ func fuzzNumberByte(c byte) bool {
 // stays green while it keeps the input. Remove a case when its bug is
 // fixed.
 func fuzzKnownIssue(o fuzzOptions, data []byte) bool {
-	return false
+	// csv with headers: true skips the first record of the block that
+	// starts at offset 0; when that block holds only blank lines (a batch
+	// of one record, a followed file that had only "\n" yet), the header
+	// is read as a record.
+	return o.csvHeaders && (bytes.HasPrefix(data, []byte("\n")) || bytes.HasPrefix(data, []byte("\r\n")))
 }
