@@ -61,7 +61,8 @@ type Field struct {
 	// Values, when set, are picked from instead of numbers: increment
 	// cycles through them, uniform and zipf pick by index.
 	Values []any `json:"values,omitempty"`
-	// NullPercentage is the chance, 0 to 100, that a value is NULL.
+	// NullPercentage is the chance, 0 to 100, that a value is NULL; a
+	// NOT NULL column takes none.
 	NullPercentage int `json:"null_percentage,omitempty"`
 	// E is zipf's exponent; default 1.
 	E float64 `json:"e,omitempty"`
@@ -119,14 +120,21 @@ func New(p connectors.Params) (connectors.Source, error) {
 			if err != nil {
 				errs = append(errs, connectors.TransportError(path+".fields."+f.Name, "%v", err))
 			}
+			if plan.Fields[f.Name].NullPercentage > 0 && !f.Nullable {
+				errs = append(errs, connectors.TransportError(path+".fields."+f.Name+".null_percentage", "column %s is NOT NULL", f.Name))
+			}
 			gens[ci] = g
 		}
 		s.gens = append(s.gens, gens)
 		s.starts = append(s.starts, start)
-		if plan.Limit != nil {
-			start += *plan.Limit
-		} else {
+		switch {
+		case plan.Limit == nil:
 			start = math.MaxInt64
+		case *plan.Limit > math.MaxInt64-start:
+			errs = append(errs, connectors.TransportError(path+".limit", "the plans' limits add up to more than %d records", int64(math.MaxInt64)))
+			start = math.MaxInt64
+		case *plan.Limit > 0:
+			start += *plan.Limit
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -288,6 +296,16 @@ func newGenerator(f Field, dt arrow.DataType, seed, stream uint64) (generator, e
 		for k := range n {
 			sum += 1 / math.Pow(float64(k+1), e)
 			g.cdf[k] = sum
+		}
+		if math.IsInf(sum, 0) || math.IsNaN(sum) {
+			// A very negative e overflows the weights (k+1)^-e: scale
+			// them by the largest, the last one, in log space.
+			top := -e * math.Log(float64(n))
+			sum = 0
+			for k := range n {
+				sum += math.Exp(-e*math.Log(float64(k+1)) - top)
+				g.cdf[k] = sum
+			}
 		}
 		for k := range g.cdf {
 			g.cdf[k] /= sum
