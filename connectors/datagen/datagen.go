@@ -93,6 +93,7 @@ func New(p connectors.Params) (connectors.Source, error) {
 	s := &Source{cfg: cfg, p: p}
 	var errs []error
 	var start int64
+	zipfLeft := maxZipfValues // what the zipf fields of all plans may still take
 	for pi, plan := range cfg.Plan {
 		path := fmt.Sprintf("plan[%d]", pi)
 		if plan.Limit == nil && pi != len(cfg.Plan)-1 {
@@ -116,7 +117,7 @@ func New(p connectors.Params) (connectors.Source, error) {
 		}
 		gens := make([]generator, p.Schema.NumFields())
 		for ci, f := range p.Schema.Fields() {
-			g, err := newGenerator(plan.Fields[f.Name], f.Type, cfg.Seed, uint64(pi)<<32|uint64(ci))
+			g, err := newGenerator(plan.Fields[f.Name], f.Type, cfg.Seed, uint64(pi)<<32|uint64(ci), &zipfLeft)
 			if err != nil {
 				errs = append(errs, connectors.TransportError(path+".fields."+f.Name, "%v", err))
 			}
@@ -245,7 +246,14 @@ type generator struct {
 	cdf      []float64 // zipf
 }
 
-func newGenerator(f Field, dt arrow.DataType, seed, stream uint64) (generator, error) {
+// maxZipfValues bounds the values of a connector's zipf fields, all
+// plans together: each takes 8 bytes of table and some work in New
+// (10,000,000 values are 80 MB and about half a second).
+const maxZipfValues = 10_000_000
+
+// newGenerator checks f and builds its generator; a zipf field takes
+// its values from *zipfLeft.
+func newGenerator(f Field, dt arrow.DataType, seed, stream uint64, zipfLeft *int) (generator, error) {
 	g := generator{dt: dt, strategy: f.Strategy, scale: f.Scale, values: f.Values, nullPct: uint64(f.NullPercentage), seed: mix(seed ^ mix(stream+1))}
 	if g.strategy == "" {
 		g.strategy = "increment"
@@ -287,6 +295,10 @@ func newGenerator(f Field, dt arrow.DataType, seed, stream uint64) (generator, e
 		if n > 10_000_000 {
 			return g, fmt.Errorf("zipf over %d values: at most 10,000,000", n)
 		}
+		if n > *zipfLeft {
+			return g, fmt.Errorf("zipf over %d values: the connector's zipf fields take at most 10,000,000 values in all, and the fields before this one take %d", n, maxZipfValues-*zipfLeft)
+		}
+		*zipfLeft -= n
 		e := f.E
 		if e == 0 {
 			e = 1
