@@ -55,6 +55,11 @@ type WorkerOptions struct {
 	// MaxConcurrentConnectors bounds the Ingest activities this worker runs
 	// at once; default 100.
 	MaxConcurrentConnectors int
+	// AllowEnv are the globs (path.Match) of the environment variables a
+	// connector config may read with ${env:NAME}; nil is
+	// connectors.DefaultAllowEnv (SLUICE_*). A reference outside them
+	// fails the connector with a config error naming the variable.
+	AllowEnv []string
 }
 
 // NewWorker returns a worker (not started) that runs the Pipeline workflow
@@ -79,7 +84,7 @@ func NewWorker(c client.Client, o WorkerOptions) worker.Worker {
 		DefaultHeartbeatThrottleInterval:   time.Second,
 	})
 	w.RegisterWorkflowWithOptions(workflows.Pipeline, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivityWithOptions(&activities.Activities{Registry: o.Registry, DataDir: o.DataDir, Store: o.Store, Allocator: o.Allocator}, activity.RegisterOptions{})
+	w.RegisterActivityWithOptions(&activities.Activities{Registry: o.Registry, DataDir: o.DataDir, Store: o.Store, Allocator: o.Allocator, Env: connectors.Env{Allow: o.AllowEnv}}, activity.RegisterOptions{})
 	return w
 }
 

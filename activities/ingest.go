@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,9 @@ type Activities struct {
 	Allocator memory.Allocator
 	// HeartbeatInterval is how often progress is heartbeated; default 1s.
 	HeartbeatInterval time.Duration
+	// Env resolves connectors' ${env:NAME} references against the
+	// worker's allow-list (worker --allow-env; default SLUICE_*).
+	Env connectors.Env
 }
 
 // Error types of non-retryable failures, as temporal.ApplicationError types.
@@ -46,6 +50,9 @@ const (
 // (as a local activity) before a table's first connector starts and keeps
 // the result, so that every Ingest can check it writes to that table.
 func (a *Activities) OpenTable(ctx context.Context, in OpenTableInput) (TableRef, error) {
+	if err := checkNames(in.Pipeline, in.Table.Name, ""); err != nil {
+		return TableRef{}, err
+	}
 	schema, err := in.Table.Schema()
 	if err != nil {
 		return TableRef{}, fatal(err)
@@ -59,6 +66,27 @@ func (a *Activities) OpenTable(ctx context.Context, in OpenTableInput) (TableRef
 		return TableRef{}, fatal(fmt.Errorf("table %s: %w", in.Table.Name, err))
 	}
 	return TableRef{ID: t.ID(), Location: loc}, nil
+}
+
+// checkNames refuses names that would escape the table store's
+// directory (pipeline.CheckName); connector "" is not checked.
+func checkNames(pipelineName, table, connector string) error {
+	var errs []error
+	if err := pipeline.CheckName(pipelineName); err != nil {
+		errs = append(errs, fmt.Errorf("pipeline name: %w", err))
+	}
+	if err := pipeline.CheckName(table); err != nil {
+		errs = append(errs, fmt.Errorf("table name: %w", err))
+	}
+	if connector != "" {
+		if err := pipeline.CheckName(connector); err != nil {
+			errs = append(errs, fmt.Errorf("connector name: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return fatal(errors.Join(errs...))
+	}
+	return nil
 }
 
 func (a *Activities) storeOptions() store.Options {
@@ -130,6 +158,37 @@ type item struct {
 // it); other errors, including an older attempt's commit after this one
 // resumed, are retried by Temporal from the table's state.
 func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, error) {
+	var secrets connectors.Secrets
+	p, err := a.ingest(ctx, in, &secrets)
+	return p, redact(secrets, err)
+}
+
+// redact removes the connector's resolved secrets from err, which may be
+// a temporal.ApplicationError made by fatal.
+func redact(secrets connectors.Secrets, err error) error {
+	var app *temporal.ApplicationError
+	if err == nil || len(secrets) == 0 {
+		return err
+	}
+	if errors.As(err, &app) {
+		msg := secrets.Redact(app.Message())
+		if msg == app.Message() {
+			return err
+		}
+		return temporal.NewApplicationErrorWithOptions(msg, app.Type(), temporal.ApplicationErrorOptions{NonRetryable: app.NonRetryable()})
+	}
+	return secrets.RedactError(err)
+}
+
+func (a *Activities) ingest(ctx context.Context, in IngestInput, secrets *connectors.Secrets) (Progress, error) {
+	if err := checkNames(in.Pipeline, in.Table.Name, in.Connector.Name); err != nil {
+		return in.Progress, err
+	}
+	// Heartbeat from the first instant to the last, so that a slow open
+	// (an S3 listing, a Delta log replay, a slow GET) or a slow commit
+	// never looks like a dead worker to Temporal.
+	hb := startHeartbeat(ctx, a.heartbeatInterval(), in.Progress)
+	defer hb.stop()
 	alloc := a.Allocator
 	if alloc == nil {
 		alloc = memory.DefaultAllocator
@@ -149,7 +208,8 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 	if err != nil {
 		return Progress{}, err
 	}
-	src, err := a.source(in, schema, alloc)
+	hb.set(progress)
+	src, err := a.source(in, schema, alloc, secrets)
 	if err != nil {
 		return progress, err
 	}
@@ -166,7 +226,9 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, erro
 	w := &writer{
 		Activities: a, ctx: ctx, table: table, tableName: in.Table.Name, connector: in.Connector.Name, schema: change, progress: progress,
 		epoch: activity.GetInfo(ctx).StartedTime.UnixNano(), queueLimit: int64(in.Connector.QueueLimit()),
+		secrets: *secrets, hb: hb,
 	}
+	hb.track(&w.queued)
 	w.commitRows, w.commitWait = commitCadence(in.Connector, src)
 	queue := make(chan item, max(2, in.Connector.QueueLimit()/max(1, in.Connector.BatchLimit())))
 	space := make(chan struct{}, 1) // the writer freed queue space
@@ -201,17 +263,18 @@ func open(ctx context.Context, src connectors.Source, cp connectors.Checkpoint, 
 }
 
 // source builds the connector's source, its ${env:NAME} references
-// resolved.
-func (a *Activities) source(in IngestInput, schema *arrow.Schema, alloc memory.Allocator) (connectors.Source, error) {
+// resolved into *secrets.
+func (a *Activities) source(in IngestInput, schema *arrow.Schema, alloc memory.Allocator, secrets *connectors.Secrets) (connectors.Source, error) {
 	endpoint := pipeline.Endpoint(in.Table.Name, in.Connector.Name)
 	cfg := in.Connector.Transport.Config
 	if len(cfg) == 0 {
 		cfg = json.RawMessage("{}")
 	}
-	cfg, err := connectors.ResolveEnv(cfg)
+	cfg, s, err := a.Env.Resolve(cfg)
 	if err != nil {
-		return nil, fatal(fmt.Errorf("%s: %w", endpoint, err))
+		return nil, fatal(fmt.Errorf("%s: transport.config: %w", endpoint, err))
 	}
+	*secrets = s
 	src, err := a.Registry.New(in.Connector.Transport.Name, connectors.Params{
 		Endpoint:  endpoint,
 		Config:    cfg,
@@ -232,12 +295,21 @@ func (a *Activities) source(in IngestInput, schema *arrow.Schema, alloc memory.A
 // at a connector's first activation, and keeps the result. Errors are
 // Ingest's.
 func (a *Activities) Resolve(ctx context.Context, in IngestInput) (json.RawMessage, error) {
+	var secrets connectors.Secrets
+	cp, err := a.resolve(ctx, in, &secrets)
+	return cp, redact(secrets, err)
+}
+
+func (a *Activities) resolve(ctx context.Context, in IngestInput, secrets *connectors.Secrets) (json.RawMessage, error) {
+	if err := checkNames(in.Pipeline, in.Table.Name, in.Connector.Name); err != nil {
+		return nil, err
+	}
 	endpoint := pipeline.Endpoint(in.Table.Name, in.Connector.Name)
 	schema, err := in.Table.Schema()
 	if err != nil {
 		return nil, fatal(err)
 	}
-	src, err := a.source(in, schema, a.Allocator)
+	src, err := a.source(in, schema, a.Allocator, secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -294,8 +366,10 @@ func commitCadence(c pipeline.Connector, src connectors.Source) (int64, time.Dur
 	return rows, c.CommitInterval()
 }
 
+// fatal is a non-retryable failure of type ErrTypeConfig with err's
+// message once: no cause, whose message would repeat it in every view.
 func fatal(err error) error {
-	return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeConfig, err)
+	return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeConfig, temporal.ApplicationErrorOptions{NonRetryable: true})
 }
 
 type writer struct {
@@ -311,7 +385,8 @@ type writer struct {
 	queueLimit int64
 	commitRows int64         // commit once this many records wait
 	commitWait time.Duration // or this long after the previous commit
-	lastBeat   time.Time
+	hb         *heartbeat
+	secrets    connectors.Secrets // what the config's ${env:NAME} resolved to
 }
 
 // read moves batches from the source to the queue until end of input, an
@@ -324,7 +399,7 @@ func (w *writer) read(ctx context.Context, src connectors.Source, queue chan<- i
 	defer func() {
 		var p *connectors.PanicError
 		if errors.As(panicked, &p) {
-			activity.GetLogger(w.ctx).Error("connector panicked", "connector", w.connector, "panic", fmt.Sprint(p.Value), "stack", p.Stack)
+			activity.GetLogger(w.ctx).Error("connector panicked", "connector", w.connector, "panic", w.secrets.Redact(fmt.Sprint(p.Value)), "stack", w.secrets.Redact(p.Stack))
 			queue <- item{err: panicked}
 		}
 	}()
@@ -353,12 +428,6 @@ func (w *writer) read(ctx context.Context, src connectors.Source, queue chan<- i
 
 // run commits queued batches until the reader's terminal item.
 func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error) {
-	interval := w.HeartbeatInterval
-	if interval == 0 {
-		interval = time.Second
-	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
 	var pending []connectors.Batch
 	var rows int64
 	release := func() {
@@ -395,8 +464,6 @@ func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error)
 				}
 			case <-deadline:
 				gather = false
-			case <-tick.C:
-				w.heartbeat()
 			}
 		}
 		if len(pending) > 0 {
@@ -409,13 +476,13 @@ func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error)
 			case space <- struct{}{}:
 			default:
 			}
-			w.heartbeat()
 		}
 	}
 	switch {
 	case errors.Is(terminal, connectors.ErrEndOfInput):
 		w.progress.Metrics.EndOfInput = true
 		w.progress.Metrics.BufferedRecords = 0
+		w.hb.set(w.progress)
 		activity.RecordHeartbeat(w.ctx, w.progress)
 		return w.progress, nil
 	case errors.Is(terminal, context.Canceled):
@@ -442,6 +509,7 @@ func (w *writer) commit(pending []connectors.Batch, rows int64) error {
 		}
 		next.Metrics.TotalBytes += b.Bytes
 		next.Metrics.NumParseErrors += int64(len(b.Errors))
+		w.secrets.RedactParseErrors(b.Errors)
 		next.ParseErrors = append(next.ParseErrors, b.Errors...)
 		next.Checkpoint = b.Checkpoint
 	}
@@ -456,28 +524,82 @@ func (w *writer) commit(pending []connectors.Batch, rows int64) error {
 		Progress: stored, Records: recs, Schema: w.schema,
 	})
 	if errors.Is(err, store.ErrFenced) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeFenced, err)
+		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeFenced, temporal.ApplicationErrorOptions{NonRetryable: true})
 	}
 	if err != nil {
 		return err // ErrSuperseded too: the retry resumes from the table
 	}
 	w.queued.Add(-rows)
 	w.progress = next
+	w.hb.set(next)
 	return nil
 }
 
-// heartbeat reports committed progress and the records read but not yet
-// committed, at most about once per HeartbeatInterval.
-func (w *writer) heartbeat() {
-	interval := w.HeartbeatInterval
-	if interval == 0 {
-		interval = time.Second
+func (a *Activities) heartbeatInterval() time.Duration {
+	if a.HeartbeatInterval > 0 {
+		return a.HeartbeatInterval
 	}
-	if time.Since(w.lastBeat) < interval/2 {
-		return
+	return time.Second
+}
+
+// heartbeat sends the connector's committed progress, with the records
+// read but not yet committed, once per interval from its own goroutine,
+// for the whole life of the activity: while the source opens, while a
+// commit runs, while the reader waits. A stale attempt's heartbeat is
+// refused by the server, which cancels its context: a zombie stops.
+type heartbeat struct {
+	ctx      context.Context
+	mu       sync.Mutex
+	progress Progress
+	buffered *atomic.Int64 // the writer's queued records, once it exists
+	done     chan struct{}
+	stopped  chan struct{}
+}
+
+func startHeartbeat(ctx context.Context, interval time.Duration, p Progress) *heartbeat {
+	h := &heartbeat{ctx: ctx, progress: p, done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(h.stopped)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-h.done:
+				return
+			case <-tick.C:
+				activity.RecordHeartbeat(ctx, h.current())
+			}
+		}
+	}()
+	return h
+}
+
+// track makes heartbeats report queued as the buffered records.
+func (h *heartbeat) track(queued *atomic.Int64) {
+	h.mu.Lock()
+	h.buffered = queued
+	h.mu.Unlock()
+}
+
+// set records the newest committed progress.
+func (h *heartbeat) set(p Progress) {
+	h.mu.Lock()
+	h.progress = p
+	h.mu.Unlock()
+}
+
+func (h *heartbeat) current() Progress {
+	h.mu.Lock()
+	p := h.progress
+	buffered := h.buffered
+	h.mu.Unlock()
+	if buffered != nil {
+		p.Metrics.BufferedRecords = buffered.Load()
 	}
-	w.lastBeat = time.Now()
-	p := w.progress
-	p.Metrics.BufferedRecords = w.queued.Load()
-	activity.RecordHeartbeat(w.ctx, p)
+	return p
+}
+
+func (h *heartbeat) stop() {
+	close(h.done)
+	<-h.stopped
 }

@@ -5,7 +5,11 @@
 // one cluster to spread connectors over machines; they must share
 // --data-dir.
 //
-//	go run ./worker [--dev] [--data-dir DIR] [--task-queue NAME]
+//	go run ./worker [--dev] [--data-dir DIR] [--task-queue NAME] [--allow-env GLOB]...
+//
+// Connector configs read environment variables with ${env:NAME} only
+// when NAME matches an --allow-env glob (default SLUICE_*), so pipeline
+// authors cannot read the worker's own credentials.
 //
 // --dev also starts an embedded Temporal server (SQLite in
 // .sluice/temporal.db, frontend 127.0.0.1:7233) and its Web UI on
@@ -24,6 +28,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/connectors"
 	"github.com/sluicehq/sluice/connectors/s3"
 	"github.com/sluicehq/sluice/devserver"
 	"github.com/sluicehq/sluice/store"
@@ -43,6 +48,11 @@ func run() error {
 	flag.StringVar(&s3.EndpointURL, "s3-endpoint-url", "", "an S3-compatible store for an s3:// --data-dir (path-style requests); credentials from the standard AWS chain")
 	flag.StringVar(&s3.Region, "s3-region", "", "the AWS region of an s3:// --data-dir (default: the AWS chain's, else us-east-1)")
 	taskQueue := flag.String("task-queue", sluice.DefaultTaskQueue, "the task queue to poll")
+	var allowEnv []string
+	flag.Func("allow-env", "a glob of environment variables connector configs may read with ${env:NAME} (repeatable; default SLUICE_*)", func(p string) error {
+		allowEnv = append(allowEnv, p)
+		return connectors.CheckPatterns([]string{p})
+	})
 	flag.Parse()
 
 	opts, err := sluice.ClientOptions()
@@ -64,7 +74,7 @@ func run() error {
 		return fmt.Errorf("connect to Temporal at %s: %w", opts.HostPort, err)
 	}
 	defer c.Close()
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: *dataDir, Store: store.Options{S3: s3}, TaskQueue: *taskQueue})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: *dataDir, Store: store.Options{S3: s3}, TaskQueue: *taskQueue, AllowEnv: allowEnv})
 	if err := w.Start(); err != nil {
 		return err
 	}

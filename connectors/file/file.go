@@ -93,7 +93,7 @@ func (s *Source) Open(ctx context.Context, cp connectors.Checkpoint) error {
 	}
 	f, err := os.Open(s.cfg.Path)
 	if err != nil {
-		return connectors.Fatal(fmt.Errorf("open %s: %w", s.cfg.Path, err))
+		return connectors.Fatal(err) // *fs.PathError: "open PATH: reason"
 	}
 	s.f = f
 	if s.parquet {
