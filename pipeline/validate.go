@@ -20,6 +20,42 @@ type Checker interface {
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]*$`)
 
+// CheckName returns an error unless name is a well-formed pipeline, table
+// or connector name: letters, digits, '_' and '-', not starting with '-'.
+// Names become directories of the table store and parts of workflow and
+// endpoint IDs, so nothing else ('/', "..", '.') may pass. The loader,
+// the Pipeline workflow and the activities all check with it, since a
+// workflow can be started without the loader (SDK, Web UI, temporal CLI).
+func CheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("required")
+	}
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%q: use letters, digits, '-' and '_' only", name)
+	}
+	return nil
+}
+
+// CheckNames checks the names of the pipeline, its tables and their
+// connectors with [CheckName], returning every problem with its path.
+func CheckNames(p *Pipeline) error {
+	var errs []error
+	if err := CheckName(p.Name); err != nil {
+		errs = append(errs, fmt.Errorf("name: %w", err))
+	}
+	for ti, t := range p.Tables {
+		if err := CheckName(t.Name); err != nil {
+			errs = append(errs, fmt.Errorf("tables[%d].name: %w", ti, err))
+		}
+		for ci, c := range t.Connectors {
+			if err := CheckName(c.Name); err != nil {
+				errs = append(errs, fmt.Errorf("tables[%d].connectors[%d].name: %w", ti, ci, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Validate checks the whole pipeline and returns every problem at once,
 // joined, each prefixed with its path:
 //
@@ -33,10 +69,8 @@ func Validate(p *Pipeline, checker Checker) error {
 	add := func(path, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
 	}
-	if p.Name == "" {
-		add("name", "required")
-	} else if !namePattern.MatchString(p.Name) {
-		add("name", "%q: use letters, digits, '-' and '_' only", p.Name)
+	if err := CheckName(p.Name); err != nil {
+		add("name", "%v", err)
 	}
 	if len(p.Tables) == 0 {
 		add("tables", "a pipeline needs at least one table")
@@ -46,8 +80,8 @@ func Validate(p *Pipeline, checker Checker) error {
 	for ti := range p.Tables {
 		t := &p.Tables[ti]
 		tp := fmt.Sprintf("tables[%d]", ti)
-		if !namePattern.MatchString(t.Name) {
-			add(tp+".name", "%q: use letters, digits, '-' and '_' only", t.Name)
+		if err := CheckName(t.Name); err != nil {
+			add(tp+".name", "%v", err)
 		} else if prev, dup := tableNames[strings.ToLower(t.Name)]; dup {
 			add(tp+".name", "duplicate table %q (also tables[%d])", t.Name, prev)
 		} else {
@@ -87,8 +121,8 @@ func Validate(p *Pipeline, checker Checker) error {
 		for ci := range t.Connectors {
 			c := &t.Connectors[ci]
 			cp := fmt.Sprintf("%s.connectors[%d]", tp, ci)
-			if !namePattern.MatchString(c.Name) {
-				add(cp+".name", "%q: use letters, digits, '-' and '_' only", c.Name)
+			if err := CheckName(c.Name); err != nil {
+				add(cp+".name", "%v", err)
 			} else if names[c.Name] {
 				add(cp+".name", "duplicate connector %q in table %s", c.Name, t.Name)
 			}

@@ -15,6 +15,10 @@ import (
 	"github.com/sluicehq/sluice/pipeline"
 )
 
+// ErrTypeInvalidPipeline is the ApplicationError type of a Pipeline
+// workflow that refuses its input (a malformed name).
+const ErrTypeInvalidPipeline = "InvalidPipeline"
+
 // DefaultHistoryLimit is the history length at which the workflow
 // continues as new when Temporal has not suggested it earlier.
 const DefaultHistoryLimit = 10_000
@@ -42,6 +46,11 @@ type run struct {
 // stop_at_end_of_input, once every input connector has finished; the
 // result is the final stats.
 func Pipeline(ctx workflow.Context, in Input) (PipelineStats, error) {
+	// Names become table store paths: refuse "../x" from a workflow
+	// started without the loader (SDK, Web UI, temporal CLI).
+	if err := pipeline.CheckNames(&in.Pipeline); err != nil {
+		return PipelineStats{}, temporal.NewNonRetryableApplicationError("invalid pipeline: "+err.Error(), ErrTypeInvalidPipeline, nil)
+	}
 	r := &run{
 		ctx:     ctx,
 		in:      in,
@@ -402,7 +411,7 @@ func (r *run) done(ctx workflow.Context, ep string, f workflow.Future) {
 		var app *temporal.ApplicationError
 		msg := err.Error()
 		if errors.As(err, &app) {
-			msg = app.Error()
+			msg = app.Message() // the failure itself, not its causes again
 		}
 		c.FatalError = msg
 		workflow.GetLogger(ctx).Error("connector failed", "connector", ep, "error", msg)
