@@ -8,16 +8,24 @@
 //	sluice table PIPELINE TABLE [--changes] [--format json|csv] [--limit N]
 //
 // It connects with the standard Temporal environment (TEMPORAL_ADDRESS,
-// TEMPORAL_NAMESPACE, ...). Errors are one line on stderr and exit code 1.
+// TEMPORAL_NAMESPACE, ...). Errors are one line on stderr and exit code 1;
+// `sluice run` exits 1 once connectors have failed and no connector can
+// make progress, and 130 or 143 when interrupted by SIGINT or SIGTERM.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
 
 func main() {
-	if err := newRoot().Execute(); err != nil {
+	err := newRoot().Execute()
+	var code exitCode
+	if errors.As(err, &code) {
+		os.Exit(int(code))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "sluice:", err)
 		os.Exit(1)
 	}
