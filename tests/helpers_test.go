@@ -167,10 +167,17 @@ func buildBinary(t *testing.T, pkg, dir string) string {
 // workerProcess starts the worker binary as a separate process against
 // ts, its stderr appended to logs, so a test can SIGKILL it.
 func workerProcess(t *testing.T, bin, dataDir string, ts *temporaltest.TestServer, logs *strings.Builder) *exec.Cmd {
+	return workerProcessAt(t, bin, dataDir, ts.GetFrontendHostPort(), ts.GetDefaultNamespace(), logs)
+}
+
+// workerProcessAt starts the worker binary against the server at addr,
+// with env added to its environment; t's cleanup kills it.
+func workerProcessAt(t *testing.T, bin, dataDir, addr, namespace string, logs *strings.Builder, env ...string) *exec.Cmd {
 	cmd := exec.Command(bin, "--data-dir", dataDir)
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+ts.GetFrontendHostPort(), "TEMPORAL_NAMESPACE="+ts.GetDefaultNamespace())
+	cmd.Env = append(append(os.Environ(), "TEMPORAL_ADDRESS="+addr, "TEMPORAL_NAMESPACE="+namespace), env...)
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	return cmd
 }
 
