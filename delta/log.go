@@ -644,19 +644,22 @@ func LoadLatest(ctx context.Context, st Storage) (*Snapshot, error) {
 	}
 	s := NewSnapshot()
 	if lc.Version >= 0 {
-		parts := []string{checkpointFile(lc.Version)}
-		if lc.Parts > 1 {
-			parts = parts[:0]
-			for i := 1; i <= lc.Parts; i++ {
-				parts = append(parts, fmt.Sprintf("%s/%020d.checkpoint.%010d.%010d.parquet", LogDir, lc.Version, i, lc.Parts))
-			}
-		}
+		// Part by part, so that a hint's part count costs nothing
+		// beyond the parts that are there.
+		var parts []string
 		live := map[string]bool{"txn": true, "add": true, "metaData": true, "protocol": true, "domainMetadata": true}
-		if err := s.loadCheckpoint(ctx, st, lc.Version, parts, live); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
+		for i := 1; i <= max(lc.Parts, 1); i++ {
+			part := checkpointFile(lc.Version)
+			if lc.Parts > 1 {
+				part = fmt.Sprintf("%s/%020d.checkpoint.%010d.%010d.parquet", LogDir, lc.Version, i, lc.Parts)
 			}
-			return LoadSnapshot(ctx, st, -1) // the hint names a checkpoint that is gone
+			if err := s.loadCheckpoint(ctx, st, lc.Version, []string{part}, live); err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					return nil, err
+				}
+				return LoadSnapshot(ctx, st, -1) // the hint names a checkpoint that is gone
+			}
+			parts = append(parts, part)
 		}
 		s.TombstonesFrom = parts
 	}

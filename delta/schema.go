@@ -183,6 +183,9 @@ func ArrowSchema(md *Metadata) (*arrow.Schema, error) {
 			if _, err := fmt.Sscanf(name, "decimal(%d,%d)", &p, &sc); err != nil {
 				return nil, fmt.Errorf("column %s: unsupported type %q", f.Name, name)
 			}
+			if p < 1 || p > 38 || sc < 0 || sc > p {
+				return nil, fmt.Errorf("column %s: type %q: want 1 <= precision <= 38 and 0 <= scale <= precision", f.Name, name)
+			}
 			dt = &arrow.Decimal128Type{Precision: p, Scale: sc}
 		}
 		fields[i] = arrow.Field{Name: f.Name, Type: dt, Nullable: f.Nullable}
