@@ -18,28 +18,68 @@ import (
 // worker; there is no global registry. It implements pipeline.Checker.
 type Registry struct {
 	factories map[string]Factory
+	sinks     map[string]SinkFactory
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{factories: map[string]Factory{}} }
+func NewRegistry() *Registry {
+	return &Registry{factories: map[string]Factory{}, sinks: map[string]SinkFactory{}}
+}
 
-// Register adds a transport. Registering a name twice is an error.
+// Register adds an input transport. Registering a name twice, or a name
+// ending in "_output", is an error.
 func (r *Registry) Register(name string, f Factory) error {
-	if _, dup := r.factories[name]; dup {
-		return fmt.Errorf("transport %q registered twice", name)
+	if err := r.checkNew(name, false); err != nil {
+		return err
 	}
 	r.factories[name] = f
 	return nil
 }
 
-// Names returns the registered transport names, sorted.
+// RegisterSink adds an output transport, whose name must end in
+// "_output" (pipeline.IsOutput). Registering a name twice is an error.
+func (r *Registry) RegisterSink(name string, f SinkFactory) error {
+	if err := r.checkNew(name, true); err != nil {
+		return err
+	}
+	r.sinks[name] = f
+	return nil
+}
+
+func (r *Registry) checkNew(name string, output bool) error {
+	_, src := r.factories[name]
+	_, sink := r.sinks[name]
+	if src || sink {
+		return fmt.Errorf("transport %q registered twice", name)
+	}
+	if pipeline.IsOutput(name) != output {
+		return fmt.Errorf("transport %q: output transports, and only they, end in _output", name)
+	}
+	return nil
+}
+
+// Names returns the registered transport names, inputs and outputs,
+// sorted.
 func (r *Registry) Names() []string {
-	names := make([]string, 0, len(r.factories))
+	names := make([]string, 0, len(r.factories)+len(r.sinks))
 	for n := range r.factories {
+		names = append(names, n)
+	}
+	for n := range r.sinks {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	return names
+}
+
+// NewSink builds the sink for p's output transport name.
+func (r *Registry) NewSink(transport string, p SinkParams) (sink Sink, err error) {
+	f, ok := r.sinks[transport]
+	if !ok {
+		return nil, Fatal(fmt.Errorf("transport.name: unknown output transport %q (known: %v)", transport, r.Names()))
+	}
+	defer Recover(&err, transport+" config")
+	return f(p)
 }
 
 // New builds the source for p's transport name.
@@ -75,14 +115,21 @@ func (e *PanicError) Error() string { return fmt.Sprintf("%s panicked: %v", e.Wh
 // source without opening it, so every config error is found before
 // anything starts. ${env:NAME} references are not resolved here: secrets
 // are read only inside the activity.
-func (r *Registry) CheckConnector(c *pipeline.Connector, schema *arrow.Schema) error {
+func (r *Registry) CheckConnector(t *pipeline.Table, c *pipeline.Connector, schema *arrow.Schema) error {
 	f, ok := r.factories[c.Transport.Name]
-	if !ok {
+	sf, isSink := r.sinks[c.Transport.Name]
+	if !ok && !isSink {
 		return fmt.Errorf("transport.name: unknown transport %q (known: %v)", c.Transport.Name, r.Names())
 	}
-	_, err := func() (_ Source, err error) {
+	err := func() (err error) {
 		defer Recover(&err, "transport.config")
-		return f(checkParams(c, schema))
+		if isSink {
+			p := checkParams(c, schema)
+			_, err = sf(SinkParams{Endpoint: p.Endpoint, Table: t.Name, Connector: c.Name, Config: p.Config, Format: p.Format, Schema: schema, PrimaryKey: t.PrimaryKey})
+			return err
+		}
+		_, err = f(checkParams(c, schema))
+		return err
 	}()
 	if err == nil {
 		return nil

@@ -86,6 +86,15 @@ type Connector struct {
 	CommitIntervalMs int `json:"commit_interval_ms,omitempty"`
 }
 
+// IsOutput reports whether a transport name is an output connector's:
+// Feldera's output transports end in "_output" (file_output,
+// kafka_output, postgres_output, delta_table_output), its inputs in
+// "_input" or are datagen.
+func IsOutput(transport string) bool { return strings.HasSuffix(transport, "_output") }
+
+// IsOutput reports whether the connector is an output connector.
+func (c Connector) IsOutput() bool { return IsOutput(c.Transport.Name) }
+
 // Defaults for [Connector] fields, as in Feldera.
 const (
 	DefaultMaxQueuedRecords = 1_000_000

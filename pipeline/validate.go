@@ -15,7 +15,7 @@ import (
 // to the connector ("transport.config.rate: must be positive"); several may
 // be joined with errors.Join.
 type Checker interface {
-	CheckConnector(c *Connector, schema *arrow.Schema) error
+	CheckConnector(t *Table, c *Connector, schema *arrow.Schema) error
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]*$`)
@@ -145,7 +145,7 @@ func Validate(p *Pipeline, checker Checker) error {
 			if c.Transport.Name == "" {
 				add(cp+".transport.name", "required")
 			} else if checker != nil && schema != nil {
-				if err := checker.CheckConnector(c, schema); err != nil {
+				if err := checker.CheckConnector(t, c, schema); err != nil {
 					for _, e := range flatten(err) {
 						errs = append(errs, fmt.Errorf("%s.%w", cp, e))
 					}

@@ -168,7 +168,7 @@ func TestConfigErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := connectors.NewRegistry()
 			require.NoError(t, r.Register("kafka_input", kafka.New))
-			err := r.CheckConnector(&pipeline.Connector{Transport: pipeline.Transport{Name: "kafka_input", Config: json.RawMessage(tc.cfg)}}, flightsSchema)
+			err := r.CheckConnector(&pipeline.Table{}, &pipeline.Connector{Transport: pipeline.Transport{Name: "kafka_input", Config: json.RawMessage(tc.cfg)}}, flightsSchema)
 			require.Error(t, err)
 			for _, w := range tc.want {
 				require.Contains(t, err.Error(), w)
