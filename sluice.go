@@ -199,6 +199,15 @@ func Stats(ctx context.Context, c client.Client, name string) (workflows.Pipelin
 		live[ep] = p
 	}
 	s.GlobalMetrics = workflows.GlobalMetrics{PipelineComplete: s.GlobalMetrics.PipelineComplete}
+	for i := range s.Outputs {
+		out := &s.Outputs[i]
+		if p, ok := live[out.EndpointName]; ok && !out.Finished && p.Output != nil {
+			out.OutputMetrics, out.Checkpoint = p.Output, p.Checkpoint
+		}
+		if out.OutputMetrics != nil {
+			s.GlobalMetrics.TotalOutputRecords += out.OutputMetrics.TransmittedRecords
+		}
+	}
 	for i := range s.Inputs {
 		in := &s.Inputs[i]
 		if p, ok := live[in.EndpointName]; ok && !in.Finished {
@@ -230,7 +239,7 @@ func ConnectorStats(ctx context.Context, c client.Client, pipelineName, table, c
 	if err != nil {
 		return workflows.ConnectorStats{}, err
 	}
-	for _, in := range s.Inputs {
+	for _, in := range append(s.Inputs, s.Outputs...) {
 		if in.EndpointName == pipeline.Endpoint(table, connector) {
 			return in, nil
 		}

@@ -40,6 +40,40 @@ type Progress struct {
 	Metrics Metrics `json:"metrics"`
 	// ParseErrors are the latest MaxParseErrors malformed records.
 	ParseErrors []connectors.ParseError `json:"parse_errors,omitempty"`
+	// Output holds an output connector's counters (Deliver's progress);
+	// nil for inputs. An output's Checkpoint is {"version": V}, the table
+	// version its destination holds, Commit is V+1, and
+	// Metrics.EndOfInput says it delivered every version there will be.
+	Output *OutputMetrics `json:"output,omitempty"`
+}
+
+// OutputMetrics are an output connector's counters, cumulative over
+// every activation, with Feldera's output endpoint metric names
+// (https://docs.feldera.com/api/...: output endpoint metrics), and its
+// lag behind the table.
+type OutputMetrics struct {
+	// TransmittedRecords is the changes committed to the destination.
+	TransmittedRecords int64 `json:"transmitted_records"`
+	// TransmittedBytes is the bytes sent, for sinks that count them.
+	TransmittedBytes int64 `json:"transmitted_bytes"`
+	// BufferedRecords is the changes written but not yet committed.
+	BufferedRecords int64 `json:"buffered_records"`
+	// NumEncodeErrors counts changes the sink could not encode.
+	NumEncodeErrors int64 `json:"num_encode_errors"`
+	// NumTransportErrors counts failed attempts that were retried.
+	NumTransportErrors int64 `json:"num_transport_errors"`
+	// TotalProcessedInputRecords is the changes read from the table.
+	TotalProcessedInputRecords int64 `json:"total_processed_input_records"`
+	// DeliveredVersion is the table version the destination holds (-1:
+	// none); TableVersion the newest the output has seen.
+	DeliveredVersion int64 `json:"delivered_version"`
+	TableVersion     int64 `json:"table_version"`
+	// LagSeconds is how long ago the oldest undelivered version was
+	// committed to the table (0 when the output is caught up).
+	LagSeconds float64 `json:"lag_seconds"`
+	// Guarantee is the sink's delivery guarantee: exactly_once or
+	// at_least_once.
+	Guarantee connectors.Guarantee `json:"guarantee"`
 }
 
 // IngestInput is the Ingest activity's input.
@@ -55,6 +89,15 @@ type IngestInput struct {
 	// TableRef is the table's Delta table as the workflow recorded it;
 	// empty in histories from before table identities.
 	TableRef TableRef `json:"table_ref,omitzero"`
+}
+
+// DeliverInput is the Deliver activity's input.
+type DeliverInput struct {
+	IngestInput
+	// Finish makes the output deliver every version the table has, then
+	// return with Metrics.EndOfInput: the workflow sets it once every
+	// input connector of the pipeline has finished (stop_at_end_of_input).
+	Finish bool `json:"finish,omitempty"`
 }
 
 // TableRef identifies a table's Delta table: its metaData.id and its

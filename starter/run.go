@@ -174,7 +174,8 @@ func follow(ctx context.Context, c client.Client, p *pipeline.Pipeline, out io.W
 	for _, t := range p.Tables {
 		schema, _ := t.Schema()
 		for i := range t.Connectors {
-			bounded = bounded && reg.Bounded(&t.Connectors[i], schema)
+			// outputs finish once every input has: they do not bound the run
+			bounded = bounded && (t.Connectors[i].IsOutput() || reg.Bounded(&t.Connectors[i], schema))
 		}
 	}
 	tty := isTerminal(out)
@@ -191,20 +192,21 @@ func follow(ctx context.Context, c client.Client, p *pipeline.Pipeline, out io.W
 		if err == nil {
 			now := time.Now()
 			dt := now.Sub(prevTime).Seconds()
+			all := append(append([]workflows.ConnectorStats{}, s.Inputs...), s.Outputs...)
 			lines := []string{fmt.Sprintf("%-28s %-8s %12s %10s  %s", "CONNECTOR", "STATE", "RECORDS", "REC/S", "STATUS")}
-			for _, in := range s.Inputs {
+			for _, in := range all {
 				rate := 0.0
 				if dt > 0 {
-					rate = float64(in.Metrics.TotalRecords-prev[in.EndpointName]) / dt
+					rate = float64(records(in)-prev[in.EndpointName]) / dt
 				}
-				prev[in.EndpointName] = in.Metrics.TotalRecords
-				lines = append(lines, fmt.Sprintf("%-28s %-8s %12d %10.0f  %s", in.EndpointName, in.State, in.Metrics.TotalRecords, rate, status(in)))
+				prev[in.EndpointName] = records(in)
+				lines = append(lines, fmt.Sprintf("%-28s %-8s %12d %10.0f  %s", in.EndpointName, in.State, records(in), rate, status(in)))
 			}
 			prevTime = now
 			done := bounded && s.GlobalMetrics.PipelineComplete
 			var notes, failed []string
 			byName := map[string]workflows.ConnectorStats{}
-			for _, in := range s.Inputs {
+			for _, in := range all {
 				byName[in.EndpointName] = in
 				if in.FatalError != nil {
 					failed = append(failed, in.EndpointName)
@@ -216,7 +218,7 @@ func follow(ctx context.Context, c client.Client, p *pipeline.Pipeline, out io.W
 				}
 			}
 			stuck := len(failed) > 0
-			for _, in := range s.Inputs {
+			for _, in := range all {
 				stuck = stuck && !canProgress(in.EndpointName, byName, deps, map[string]bool{})
 			}
 			if tty {
@@ -258,6 +260,14 @@ func follow(ctx context.Context, c client.Client, p *pipeline.Pipeline, out io.W
 		case <-tick.C:
 		}
 	}
+}
+
+// records is an input's committed records, an output's delivered ones.
+func records(c workflows.ConnectorStats) int64 {
+	if c.OutputMetrics != nil {
+		return c.OutputMetrics.TransmittedRecords
+	}
+	return c.Metrics.TotalRecords
 }
 
 func status(in workflows.ConnectorStats) string {

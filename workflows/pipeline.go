@@ -26,6 +26,7 @@ const DefaultHistoryLimit = 10_000
 type running struct {
 	future workflow.Future
 	cancel workflow.CancelFunc
+	finish bool // an output's Deliver that ends once caught up
 }
 
 type run struct {
@@ -289,11 +290,18 @@ func (r *run) active(ep string) bool {
 // reconcile starts an activity for each active connector that has none and
 // cancels those of connectors that are no longer active.
 func (r *run) reconcile(ctx workflow.Context, draining bool) {
+	finish := r.inputsFinished()
 	for _, ep := range r.order {
 		act, run := r.active(ep) && !draining, r.running[ep]
 		switch {
 		case act && run == nil:
 			r.startActivity(ctx, ep)
+		case act && run != nil && run.cancel != nil && r.conns[ep].IsOutput() && finish && !run.finish:
+			// Every input has finished: stop following and deliver to
+			// the end (the canceled Deliver returns, then restarts with
+			// Finish).
+			run.cancel()
+			run.cancel = nil
 		case !act && run != nil && run.cancel != nil:
 			run.cancel()
 			run.cancel = nil // cancel once; the future resolves when the activity has committed and returned
@@ -309,9 +317,14 @@ func (r *run) startActivity(ctx workflow.Context, ep string) {
 		hb = 10
 	}
 	actx, cancel := workflow.WithCancel(ctx)
+	output := r.conns[ep].IsOutput()
+	summary := "ingest " + ep
+	if output {
+		summary = "deliver " + ep
+	}
 	actx = workflow.WithActivityOptions(actx, workflow.ActivityOptions{
 		ActivityID:          fmt.Sprintf("%s-%d", ep, c.Activations),
-		Summary:             "ingest " + ep,
+		Summary:             summary,
 		StartToCloseTimeout: 30 * 24 * time.Hour,
 		HeartbeatTimeout:    time.Duration(hb) * time.Second,
 		WaitForCancellation: true,
@@ -328,6 +341,11 @@ func (r *run) startActivity(ctx workflow.Context, ep string) {
 	var a *activities.Activities
 	ref, known := r.st.Tables[table.Name]
 	in.TableRef = ref
+	if output {
+		// Outputs are new: no history holds one, so no version guards.
+		r.startOutput(ctx, actx, lctxOptions(actx), ep, in, known, cancel)
+		return
+	}
 	identify := !known && workflow.GetVersion(ctx, "table-identity", workflow.DefaultVersion, 1) >= 1
 	resolve := !c.Resolved && c.Progress.Commit == 0 && len(c.Progress.Checkpoint) == 0 &&
 		workflow.GetVersion(ctx, "resolve-start", workflow.DefaultVersion, 1) >= 1
@@ -340,14 +358,7 @@ func (r *run) startActivity(ctx workflow.Context, ep string) {
 	// checkpoint, keeping both in the state before ingesting.
 	future, settable := workflow.NewFuture(ctx)
 	r.running[ep] = &running{future: future, cancel: cancel}
-	lctx := workflow.WithLocalActivityOptions(actx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{activities.ErrTypeConfig},
-		},
-	})
+	lctx := lctxOptions(actx)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		if identify {
 			if ref, known = r.st.Tables[table.Name]; !known { // another connector of the table may have recorded it meanwhile
@@ -378,6 +389,66 @@ func (r *run) startActivity(ctx workflow.Context, ep string) {
 		}
 		settable.Chain(workflow.ExecuteActivity(actx, a.Ingest, in))
 	})
+}
+
+// lctxOptions are the options of the local activities that prepare a
+// connector's first activation.
+func lctxOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{activities.ErrTypeConfig},
+		},
+	})
+}
+
+// startOutput starts an output's Deliver activity, recording its table's
+// identity first if no connector of the table has.
+func (r *run) startOutput(ctx, actx, lctx workflow.Context, ep string, in activities.IngestInput, known bool, cancel workflow.CancelFunc) {
+	var a *activities.Activities
+	din := activities.DeliverInput{IngestInput: in, Finish: r.inputsFinished()}
+	if known {
+		r.running[ep] = &running{future: workflow.ExecuteActivity(actx, a.Deliver, din), cancel: cancel, finish: din.Finish}
+		return
+	}
+	future, settable := workflow.NewFuture(ctx)
+	r.running[ep] = &running{future: future, cancel: cancel, finish: din.Finish}
+	table := in.Table
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		ref, known := r.st.Tables[table.Name]
+		if !known {
+			if err := workflow.ExecuteLocalActivity(lctx, a.OpenTable, activities.OpenTableInput{Pipeline: in.Pipeline, Table: table}).Get(gctx, &ref); err != nil {
+				settable.Set(nil, err)
+				return
+			}
+			if r.st.Tables == nil {
+				r.st.Tables = map[string]activities.TableRef{}
+			}
+			r.st.Tables[table.Name] = ref
+			workflow.GetLogger(gctx).Info("table recorded", "table", table.Name, "id", ref.ID, "location", ref.Location)
+		}
+		din.TableRef = ref
+		settable.Chain(workflow.ExecuteActivity(actx, a.Deliver, din))
+	})
+}
+
+// inputsFinished reports whether the pipeline has input connectors and
+// every one has finished: the tables will not change any more, so
+// outputs deliver to the end and finish.
+func (r *run) inputsFinished() bool {
+	n := 0
+	for _, ep := range r.order {
+		if r.conns[ep].IsOutput() {
+			continue
+		}
+		n++
+		if !r.st.Connectors[ep].Finished {
+			return false
+		}
+	}
+	return n > 0
 }
 
 // done handles an Ingest activity's end.
@@ -465,6 +536,13 @@ func (r *run) connectorStats(ep string) ConnectorStats {
 		Health:       "healthy",
 		Checkpoint:   c.Progress.Checkpoint,
 	}
+	if r.conns[ep].IsOutput() {
+		s.OutputMetrics = &activities.OutputMetrics{DeliveredVersion: -1}
+		if c.Progress.Output != nil {
+			o := *c.Progress.Output
+			s.OutputMetrics = &o
+		}
+	}
 	if c.Paused {
 		s.State = "Paused"
 	}
@@ -483,8 +561,14 @@ func (r *run) connectorStats(ep string) ConnectorStats {
 
 func (r *run) stats() PipelineStats {
 	s := PipelineStats{Name: r.in.Pipeline.Name, State: r.pipelineState()}
+	s.Outputs = []ConnectorStats{}
 	for _, ep := range r.order {
 		cs := r.connectorStats(ep)
+		if cs.OutputMetrics != nil {
+			s.Outputs = append(s.Outputs, cs)
+			s.GlobalMetrics.TotalOutputRecords += cs.OutputMetrics.TransmittedRecords
+			continue
+		}
 		s.Inputs = append(s.Inputs, cs)
 		s.GlobalMetrics.TotalInputRecords += cs.Metrics.TotalRecords
 		s.GlobalMetrics.TotalInputBytes += cs.Metrics.TotalBytes

@@ -104,18 +104,21 @@ type ConnectorState struct {
 //
 // tells whether the connector has finished.
 type ConnectorStats struct {
-	EndpointName string                  `json:"endpoint_name"`
-	Config       pipeline.Connector      `json:"config"`
-	Paused       bool                    `json:"paused"`
-	State        string                  `json:"state"` // "Running" or "Paused"
-	Active       bool                    `json:"active"`
-	Finished     bool                    `json:"finished"`
-	WaitingFor   []string                `json:"waiting_for,omitempty"` // start_after labels not yet satisfied
-	Metrics      activities.Metrics      `json:"metrics"`
-	ParseErrors  []connectors.ParseError `json:"parse_errors"`
-	FatalError   *string                 `json:"fatal_error"`
-	Health       string                  `json:"health"` // "healthy" or "unhealthy"
-	Checkpoint   json.RawMessage         `json:"checkpoint"`
+	EndpointName string             `json:"endpoint_name"`
+	Config       pipeline.Connector `json:"config"`
+	Paused       bool               `json:"paused"`
+	State        string             `json:"state"` // "Running" or "Paused"
+	Active       bool               `json:"active"`
+	Finished     bool               `json:"finished"`
+	WaitingFor   []string           `json:"waiting_for,omitempty"` // start_after labels not yet satisfied
+	Metrics      activities.Metrics `json:"metrics"`
+	// OutputMetrics are an output connector's counters (Feldera's output
+	// endpoint metrics) and lag; nil for inputs.
+	OutputMetrics *activities.OutputMetrics `json:"output_metrics,omitempty"`
+	ParseErrors   []connectors.ParseError   `json:"parse_errors"`
+	FatalError    *string                   `json:"fatal_error"`
+	Health        string                    `json:"health"` // "healthy" or "unhealthy"
+	Checkpoint    json.RawMessage           `json:"checkpoint"`
 }
 
 // GlobalMetrics sums the connectors' counters.
@@ -124,7 +127,8 @@ type GlobalMetrics struct {
 	TotalInputBytes      int64 `json:"total_input_bytes"`
 	BufferedInputRecords int64 `json:"buffered_input_records"`
 	NumParseErrors       int64 `json:"num_parse_errors"`
-	PipelineComplete     bool  `json:"pipeline_complete"` // every input connector finished
+	PipelineComplete     bool  `json:"pipeline_complete"` // every connector finished: inputs at end of input, outputs delivered all
+	TotalOutputRecords   int64 `json:"total_output_records"`
 }
 
 // PipelineStats is the whole pipeline's status, Feldera-like.
@@ -133,4 +137,6 @@ type PipelineStats struct {
 	State         string           `json:"state"` // Running, Paused, Stopping
 	GlobalMetrics GlobalMetrics    `json:"global_metrics"`
 	Inputs        []ConnectorStats `json:"inputs"`
+	// Outputs are the output connectors, with OutputMetrics.
+	Outputs []ConnectorStats `json:"outputs"`
 }

@@ -9,12 +9,14 @@ import (
 	"github.com/sluicehq/sluice/connectors/file"
 	"github.com/sluicehq/sluice/connectors/iceberg"
 	"github.com/sluicehq/sluice/connectors/kafka"
+	"github.com/sluicehq/sluice/connectors/postgres"
 	"github.com/sluicehq/sluice/connectors/s3"
 	"github.com/sluicehq/sluice/connectors/url"
 )
 
-// Registry returns a new registry with datagen, file_input, url_input,
-// kafka_input, s3_input, delta_table_input and iceberg_input.
+// Registry returns a new registry with the inputs datagen, file_input,
+// url_input, kafka_input, s3_input, delta_table_input and iceberg_input,
+// and the outputs postgres_output and kafka_output.
 func Registry() *connectors.Registry {
 	r := connectors.NewRegistry()
 	for name, f := range map[string]connectors.Factory{
@@ -28,6 +30,14 @@ func Registry() *connectors.Registry {
 	} {
 		if err := r.Register(name, f); err != nil {
 			panic(err) // the map above has unique keys
+		}
+	}
+	for name, f := range map[string]connectors.SinkFactory{
+		"postgres_output": postgres.NewOutput,
+		"kafka_output":    kafka.NewOutput,
+	} {
+		if err := r.RegisterSink(name, f); err != nil {
+			panic(err)
 		}
 	}
 	return r
