@@ -100,14 +100,16 @@ func ClientOptions() (client.Options, error) {
 	return o, nil
 }
 
-// Load reads and validates a pipeline file against the builtin transports.
-// Notices say what was read but ignored. The error lists every problem.
-func Load(path string) (*pipeline.Pipeline, []string, error) {
+// Load reads and validates a pipeline file against the transports of
+// reg (builtin.Registry() for Sluice's own; a worker with more transports
+// validates with its registry). Notices say what was read but ignored.
+// The error lists every problem.
+func Load(path string, reg *connectors.Registry) (*pipeline.Pipeline, []string, error) {
 	p, notices, err := pipeline.LoadFile(path)
 	if err != nil {
 		return nil, notices, err
 	}
-	if err := pipeline.Validate(p, builtin.Registry()); err != nil {
+	if err := pipeline.Validate(p, reg); err != nil {
 		return nil, notices, fmt.Errorf("%s: invalid pipeline:\n%w", path, err)
 	}
 	return p, notices, nil

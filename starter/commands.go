@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/connectors/s3"
 	"github.com/sluicehq/sluice/store"
 	"github.com/sluicehq/sluice/workflows"
@@ -85,7 +86,7 @@ func newPipelineCmd(g *globals) *cobra.Command {
 		Short: "Validate a pipeline file and start its workflow",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, notices, err := sluice.Load(args[0])
+			p, notices, err := sluice.Load(args[0], builtin.Registry())
 			printNotices(notices)
 			if err != nil {
 				return err

@@ -46,7 +46,7 @@ keeps running and its state: run the same command to follow it again.
 			if err := connectors.CheckPatterns(allowEnv); err != nil {
 				return err
 			}
-			p, notices, err := sluice.Load(args[0])
+			p, notices, err := sluice.Load(args[0], builtin.Registry())
 			printNotices(notices)
 			if err != nil {
 				return err
