@@ -19,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/connectors/format"
+	"github.com/sluicehq/sluice/pipeline"
 )
 
 // VersionHeader is the header kafka_output puts on every message: the
@@ -207,13 +209,15 @@ func TransactionalID(pipeline, table, connector string) string {
 // message carries VersionHeader, so the delivered position is read back
 // from the topic itself. Its methods are called from one goroutine.
 type Output struct {
-	p      connectors.SinkParams
-	cfg    OutputConfig
-	in     *Source // kafka_input's client options and error classification
-	encode valueEncoder
-	key    []int // the primary key's column indexes
-	cl     *kgo.Client
-	inTxn  bool
+	p         connectors.SinkParams
+	cfg       OutputConfig
+	in        *Source        // kafka_input's client options and error classification
+	enc       format.Encoder // message values
+	keyEnc    format.Encoder // message keys, nil without a primary key
+	keySchema *arrow.Schema  // the key columns and a weight column
+	key       []int          // the primary key's column indexes
+	cl        *kgo.Client
+	inTxn     bool
 
 	headers []kgo.RecordHeader // static headers
 	mu      sync.Mutex
@@ -226,7 +230,7 @@ type Output struct {
 // Open. Config errors are connectors.FieldErrors.
 func NewOutput(p connectors.SinkParams) (connectors.Sink, error) {
 	cfg, err := ParseOutputConfig(p.Config)
-	enc, eerr := newValueEncoder(p)
+	enc, eerr := format.NewEncoder(p.Format, p.Schema)
 	var kerrs []error
 	var key []int
 	for _, k := range p.PrimaryKey {
@@ -240,7 +244,11 @@ func NewOutput(p connectors.SinkParams) (connectors.Sink, error) {
 	if err := errors.Join(append([]error{err, eerr}, kerrs...)...); err != nil {
 		return nil, err
 	}
-	o := &Output{p: p, cfg: cfg, encode: enc, key: key}
+	keyEnc, keySchema, err := newKeyEncoder(p, key)
+	if err != nil {
+		return nil, err
+	}
+	o := &Output{p: p, cfg: cfg, enc: enc, keyEnc: keyEnc, keySchema: keySchema, key: key}
 	in := cfg.inputConfig()
 	o.in = &Source{cfg: in}
 	for _, h := range cfg.Headers {
@@ -467,20 +475,25 @@ func (o *Output) Write(ctx context.Context, b connectors.ChangeBatch) error {
 		o.inTxn = true
 	}
 	rec := b.Record
-	values, err := o.encode(rec)
-	if err != nil {
-		o.encodeErrors.Add(1)
-		return connectors.Fatal(fmt.Errorf("kafka_output: encode version %d: %w", b.Version, err))
-	}
 	version := []byte(strconv.FormatInt(b.Version, 10))
 	var keys [][]byte
-	if len(o.key) > 0 {
-		if keys, err = encodeKeys(rec, o.key); err != nil {
-			o.encodeErrors.Add(1)
-			return connectors.Fatal(fmt.Errorf("kafka_output: encode key of version %d: %w", b.Version, err))
+	if o.keyEnc != nil {
+		var err error
+		if keys, err = o.encodeKeys(rec); err != nil {
+			o.encodeErrors.Add(rec.NumRows())
+			return connectors.Fatal(fmt.Errorf("kafka_output: encode keys of version %d: %w", b.Version, err))
 		}
 	}
-	for i, v := range values {
+	var buf []byte
+	for i := range int(rec.NumRows()) {
+		start := len(buf)
+		var err error
+		if buf, err = o.enc.Encode(buf, rec, i); err != nil {
+			// Feldera's num_encode_errors: the change is not sent.
+			o.encodeErrors.Add(1)
+			continue
+		}
+		v := buf[start:len(buf):len(buf)]
 		h := make([]kgo.RecordHeader, len(o.headers)+1)
 		copy(h, o.headers)
 		h[len(o.headers)] = kgo.RecordHeader{Key: VersionHeader, Value: version}
@@ -570,115 +583,47 @@ func (o *Output) Close() error {
 	return nil
 }
 
-// valueEncoder turns a change batch (the table's columns then the weight
-// column) into one message value per row.
-type valueEncoder func(rec arrow.RecordBatch) ([][]byte, error)
-
-// newValueEncoder returns the encoder of the connector's format: json
-// (update_format insert_delete, the default) for now.
-// TODO: format.NewEncoder once connectors/format/encode.go lands.
-func newValueEncoder(p connectors.SinkParams) (valueEncoder, error) {
-	if p.Format != nil {
-		if p.Format.Name != "json" {
-			return nil, connectors.FormatError("name", "kafka_output writes json (insert_delete) for now, got %q", p.Format.Name)
-		}
-		var c struct {
-			UpdateFormat string `json:"update_format"`
-		}
-		if len(p.Format.Config) > 0 {
-			if err := json.Unmarshal(p.Format.Config, &c); err != nil {
-				return nil, connectors.FormatError("", "%v", err)
-			}
-		}
-		if c.UpdateFormat != "" && c.UpdateFormat != "insert_delete" {
-			return nil, connectors.FormatError("update_format", "kafka_output writes insert_delete for now, got %q", c.UpdateFormat)
-		}
+// newKeyEncoder returns the encoder of message keys: the primary key
+// columns as a JSON object, in json's value shapes.
+func newKeyEncoder(p connectors.SinkParams, key []int) (format.Encoder, *arrow.Schema, error) {
+	if len(key) == 0 {
+		return nil, nil, nil
 	}
-	n := p.Schema.NumFields()
-	names := make([][]byte, n)
-	for i, f := range p.Schema.Fields() {
-		names[i], _ = json.Marshal(f.Name)
+	fields := make([]arrow.Field, len(key))
+	for i, k := range key {
+		fields[i] = p.Schema.Field(k)
 	}
-	return func(rec arrow.RecordBatch) ([][]byte, error) {
-		w, ok := rec.Column(int(rec.NumCols()) - 1).(*array.Int64)
-		if !ok || int(rec.NumCols()) != n+1 {
-			return nil, fmt.Errorf("want the table's %d columns and the int64 weight, got %d columns", n, rec.NumCols())
-		}
-		out := make([][]byte, rec.NumRows())
-		buf := make([]byte, 0, 64*len(out))
-		for r := range out {
-			start := len(buf)
-			if w.Value(r) < 0 {
-				buf = append(buf, `{"delete":{`...)
-			} else {
-				buf = append(buf, `{"insert":{`...)
-			}
-			var err error
-			for c := 0; c < n; c++ {
-				if c > 0 {
-					buf = append(buf, ',')
-				}
-				buf = append(buf, names[c]...)
-				buf = append(buf, ':')
-				if buf, err = appendJSON(buf, rec.Column(c), r); err != nil {
-					return nil, fmt.Errorf("column %s: %w", p.Schema.Field(c).Name, err)
-				}
-			}
-			buf = append(buf, "}}"...)
-			out[r] = buf[start:len(buf):len(buf)]
-		}
-		return out, nil
-	}, nil
+	schema := arrow.NewSchema(fields, nil)
+	enc, err := format.NewEncoder(&pipeline.Format{Name: "json", Config: json.RawMessage(`{"update_format": "raw"}`)}, schema)
+	return enc, pipeline.WithWeight(schema), err
 }
 
 // encodeKeys returns, per row, the key columns as a JSON object.
-func encodeKeys(rec arrow.RecordBatch, key []int) ([][]byte, error) {
-	out := make([][]byte, rec.NumRows())
+func (o *Output) encodeKeys(rec arrow.RecordBatch) ([][]byte, error) {
+	n := int(rec.NumRows())
+	ones := array.NewInt64Builder(o.p.Alloc())
+	defer ones.Release()
+	for range n {
+		ones.Append(1) // the raw encoder writes inserts only
+	}
+	w := ones.NewArray()
+	defer w.Release()
+	cols := make([]arrow.Array, 0, len(o.key)+1)
+	for _, k := range o.key {
+		cols = append(cols, rec.Column(k))
+	}
+	cols = append(cols, w)
+	kr := array.NewRecordBatch(o.keySchema, cols, int64(n))
+	defer kr.Release()
+	out := make([][]byte, n)
 	var buf []byte
 	for r := range out {
 		start := len(buf)
-		buf = append(buf, '{')
-		for j, c := range key {
-			if j > 0 {
-				buf = append(buf, ',')
-			}
-			buf = strconv.AppendQuote(buf, rec.ColumnName(c))
-			buf = append(buf, ':')
-			var err error
-			if buf, err = appendJSON(buf, rec.Column(c), r); err != nil {
-				return nil, err
-			}
+		var err error
+		if buf, err = o.keyEnc.Encode(buf, kr, r); err != nil {
+			return nil, err
 		}
-		buf = append(buf, '}')
 		out[r] = buf[start:len(buf):len(buf)]
 	}
 	return out, nil
-}
-
-// appendJSON appends the JSON value of row r of col.
-func appendJSON(buf []byte, col arrow.Array, r int) ([]byte, error) {
-	if col.IsNull(r) {
-		return append(buf, "null"...), nil
-	}
-	switch a := col.(type) {
-	case *array.Int8:
-		return strconv.AppendInt(buf, int64(a.Value(r)), 10), nil
-	case *array.Int16:
-		return strconv.AppendInt(buf, int64(a.Value(r)), 10), nil
-	case *array.Int32:
-		return strconv.AppendInt(buf, int64(a.Value(r)), 10), nil
-	case *array.Int64:
-		return strconv.AppendInt(buf, a.Value(r), 10), nil
-	case *array.Float64:
-		if f := a.Value(r); !math.IsInf(f, 0) && !math.IsNaN(f) {
-			return strconv.AppendFloat(buf, f, 'g', -1, 64), nil
-		}
-	case *array.Boolean:
-		return strconv.AppendBool(buf, a.Value(r)), nil
-	case *array.String:
-		b, err := json.Marshal(a.Value(r))
-		return append(buf, b...), err
-	}
-	b, err := json.Marshal(col.GetOneForMarshal(r))
-	return append(buf, b...), err
 }

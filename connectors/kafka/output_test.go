@@ -349,3 +349,47 @@ func TestOutputKcatConsumer(t *testing.T) {
 	sort.Strings(values)
 	require.Equal(t, sorted(want(0, 1000, "insert"), want(0, 100, "delete")), values)
 }
+
+// Open finds the position behind a tail of aborted transactions longer
+// than its first read-back window, and in a partition whose last commit
+// is older than another's.
+func TestOutputPositionBehindAborts(t *testing.T) {
+	addr := cluster(t, 2, "users")
+	ctx := context.Background()
+	s := newOutput(t, addr, "users", []string{"id"})
+	_, err := s.Open(ctx)
+	require.NoError(t, err)
+	require.NoError(t, write(t, s, memory.DefaultAllocator, 5, 0, 40, 1))
+	require.NoError(t, s.Commit(ctx, 5))
+	require.NoError(t, s.Close())
+	for i := range 6 { // 6 aborted transactions of 20 messages each
+		s = newOutput(t, addr, "users", []string{"id"})
+		delivered, err := s.Open(ctx)
+		require.NoError(t, err)
+		require.Equal(t, int64(5), delivered, "after %d aborts", i)
+		require.NoError(t, write(t, s, memory.DefaultAllocator, 6, 100, 120, 1))
+		require.NoError(t, s.Close())
+	}
+	require.Equal(t, want(0, 40, "insert"), valuesOf(readCommitted(t, addr, "users")))
+}
+
+// A change the format cannot encode (a delete in json raw) is counted as
+// an encode error and not sent; the others are.
+func TestOutputEncodeErrors(t *testing.T) {
+	addr := cluster(t, 1, "users")
+	ctx := context.Background()
+	s, err := kafka.NewOutput(connectors.SinkParams{Pipeline: "p", Table: "users", Connector: "raw",
+		Config: json.RawMessage(fmt.Sprintf(`{"bootstrap.servers": %q, "topic": "users"}`, addr)),
+		Format: &pipeline.Format{Name: "json", Config: json.RawMessage(`{"update_format": "raw"}`)}, Schema: usersSchema})
+	require.NoError(t, err)
+	_, err = s.Open(ctx)
+	require.NoError(t, err)
+	require.NoError(t, write(t, s, memory.DefaultAllocator, 1, 0, 3, 1))
+	require.NoError(t, write(t, s, memory.DefaultAllocator, 1, 0, 2, -1))
+	require.NoError(t, s.Commit(ctx, 1))
+	require.NoError(t, s.Close())
+	bytes, encodeErrors := s.(connectors.SinkMetrics).Transmitted()
+	require.Equal(t, int64(2), encodeErrors)
+	require.Positive(t, bytes)
+	require.Len(t, readCommitted(t, addr, "users"), 3)
+}
