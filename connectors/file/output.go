@@ -79,6 +79,10 @@ type Output struct {
 	pqFile *os.File
 
 	bytes, encodeErrors int64
+	// failed is a write error: the file holds an unknown part of the
+	// buffer, so no later Commit may record a position until Close and
+	// Open truncate it back.
+	failed error
 }
 
 // NewOutput validates the config and format; it does not touch the file.
@@ -204,10 +208,14 @@ func (o *Output) flush() error {
 	if len(o.buf) == 0 {
 		return nil
 	}
+	if o.failed != nil {
+		return o.failed
+	}
 	n, err := o.f.Write(o.buf)
 	o.written += int64(n)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", o.cfg.Path, err)
+		o.failed = fmt.Errorf("write %s: %w (reopen to retry)", o.cfg.Path, err)
+		return o.failed
 	}
 	o.bytes += int64(n)
 	o.buf = o.buf[:0]
@@ -226,8 +234,14 @@ func (o *Output) Commit(ctx context.Context, version int64) error {
 	if err := o.flush(); err != nil {
 		return err
 	}
+	if o.failed != nil {
+		return o.failed
+	}
 	if err := o.f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", o.cfg.Path, err)
+		// After a failed fsync the page cache may have dropped the
+		// bytes: only a reopen (truncate to the position) is safe.
+		o.failed = fmt.Errorf("fsync %s: %w (reopen to retry)", o.cfg.Path, err)
+		return o.failed
 	}
 	b, _ := json.Marshal(position{Version: version, Size: o.written})
 	if err := writeAtomic(o.cfg.Path+PositionSuffix, b); err != nil {
