@@ -393,3 +393,56 @@ func TestOutputEncodeErrors(t *testing.T) {
 	require.Positive(t, bytes)
 	require.Len(t, readCommitted(t, addr, "users"), 3)
 }
+
+// BenchmarkOutputVsKcat sends 1,000,000 JSON changes through kafka_output
+// (one transaction) and has kcat produce the same lines, each into its own
+// topic of an in-process kfake cluster, and reports the time ratio:
+//
+//	go test -run '^$' -bench OutputVsKcat -benchtime 1x ./connectors/kafka/
+func BenchmarkOutputVsKcat(b *testing.B) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		b.Skip("kcat is not installed")
+	}
+	const n, batch = 1_000_000, 10_000
+	ctx := context.Background()
+	var batches []connectors.ChangeBatch
+	for from := int64(0); from < n; from += batch {
+		batches = append(batches, changes(memory.DefaultAllocator, 1, from, from+batch, 1))
+	}
+	defer func() {
+		for _, c := range batches {
+			c.Record.Release()
+		}
+	}()
+	var lines strings.Builder
+	for _, l := range want(0, n, "insert") {
+		lines.WriteString(l)
+		lines.WriteByte('\n')
+	}
+	for i := 0; i < b.N; i++ {
+		addr := cluster(b, 3, "sink", "kcat")
+		cfg := fmt.Sprintf(`{"bootstrap.servers": %q, "topic": "sink", "compression.type": "none"}`, addr) // kcat does not compress either
+		s, err := kafka.NewOutput(connectors.SinkParams{Pipeline: "p", Table: "users", Connector: "bench", Config: json.RawMessage(cfg), Schema: usersSchema, PrimaryKey: []string{"id"}})
+		require.NoError(b, err)
+		start := time.Now()
+		_, err = s.Open(ctx)
+		require.NoError(b, err)
+		for _, c := range batches {
+			require.NoError(b, s.Write(ctx, c))
+		}
+		require.NoError(b, s.Commit(ctx, 1))
+		sink := time.Since(start)
+		require.NoError(b, s.Close())
+
+		cmd := exec.Command(kcat, "-P", "-b", addr, "-t", "kcat")
+		cmd.Stdin = strings.NewReader(lines.String())
+		start = time.Now()
+		out, err := cmd.CombinedOutput()
+		require.NoError(b, err, "kcat: %s", out)
+		kc := time.Since(start)
+		b.ReportMetric(sink.Seconds(), "sink-s")
+		b.ReportMetric(kc.Seconds(), "kcat-s")
+		b.ReportMetric(sink.Seconds()/kc.Seconds(), "ratio")
+	}
+}
