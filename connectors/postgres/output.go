@@ -414,10 +414,9 @@ type copyReader struct {
 }
 
 func (r *copyReader) Read(p []byte) (int, error) {
-	for len(r.buf)-r.off < len(p) && !r.done {
-		if r.off > 0 && r.off == len(r.buf) {
-			r.buf, r.off = r.buf[:0], 0
-		}
+	if len(r.buf)-r.off < len(p) && !r.done {
+		r.buf = r.buf[:copy(r.buf, r.buf[r.off:])] // keep the unsent tail only
+		r.off = 0
 		r.fill(len(p))
 	}
 	if r.off == len(r.buf) {

@@ -27,7 +27,7 @@ const testURI = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 // db connects to the machine's PostgreSQL and creates a schema of the
 // test's own, dropped at the end; tables go in it, and so does the
 // outputs' _sluice_offsets.
-func db(t *testing.T) (*pgx.Conn, string) {
+func db(t testing.TB) (*pgx.Conn, string) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, testURI)
@@ -42,7 +42,7 @@ func db(t *testing.T) (*pgx.Conn, string) {
 	return conn, schema
 }
 
-func exec(t *testing.T, conn *pgx.Conn, sql string) {
+func exec(t testing.TB, conn *pgx.Conn, sql string) {
 	t.Helper()
 	_, err := conn.Exec(context.Background(), sql)
 	require.NoError(t, err, sql)
