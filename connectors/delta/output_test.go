@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/stretchr/testify/require"
@@ -398,9 +399,9 @@ func BenchmarkOutputFlights(b *testing.B) {
 		}
 		if rows+rec.NumRows() > 1_000_000 {
 			rec = rec.NewSlice(0, 1_000_000-rows)
-		} else {
-			rec.Retain()
+			defer rec.Release()
 		}
+		rec = utf8(b, rec) // as the table's VARCHAR columns are
 		recs = append(recs, rec)
 		rows += rec.NumRows()
 		return nil
@@ -457,4 +458,23 @@ func BenchmarkOutputFlights(b *testing.B) {
 		}
 		b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 	})
+}
+
+// utf8 returns rec with its large_utf8 columns cast to utf8; the caller
+// releases it.
+func utf8(b *testing.B, rec arrow.RecordBatch) arrow.RecordBatch {
+	fields := rec.Schema().Fields()
+	cols := make([]arrow.Array, len(fields))
+	for i, c := range rec.Columns() {
+		if c.DataType().ID() == arrow.LARGE_STRING {
+			fields[i].Type = arrow.BinaryTypes.String
+			var err error
+			cols[i], err = compute.CastArray(context.Background(), c, compute.SafeCastOptions(arrow.BinaryTypes.String))
+			require.NoError(b, err)
+			defer cols[i].Release()
+		} else {
+			cols[i] = c
+		}
+	}
+	return array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, rec.NumRows())
 }
