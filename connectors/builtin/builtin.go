@@ -16,7 +16,8 @@ import (
 
 // Registry returns a new registry with the inputs datagen, file_input,
 // url_input, kafka_input, s3_input, delta_table_input and iceberg_input,
-// and the outputs postgres_output, kafka_output and file_output.
+// and the outputs postgres_output, kafka_output, file_output and
+// delta_table_output.
 func Registry() *connectors.Registry {
 	r := connectors.NewRegistry()
 	for name, f := range map[string]connectors.Factory{
@@ -33,9 +34,10 @@ func Registry() *connectors.Registry {
 		}
 	}
 	for name, f := range map[string]connectors.SinkFactory{
-		"postgres_output": postgres.NewOutput,
-		"kafka_output":    kafka.NewOutput,
-		"file_output":     file.NewOutput,
+		"postgres_output":    postgres.NewOutput,
+		"kafka_output":       kafka.NewOutput,
+		"file_output":        file.NewOutput,
+		"delta_table_output": delta.NewOutput,
 	} {
 		if err := r.RegisterSink(name, f); err != nil {
 			panic(err)
