@@ -56,6 +56,7 @@ type Output struct {
 	rows    int64 // rows copied in the open transaction
 	deletes bool  // the open transaction has a negative weight
 	sent    int64 // bytes sent, over the sink's life
+	failed  error // a Write or Commit that failed: the changes are lost until reopened
 }
 
 type column struct {
@@ -107,6 +108,7 @@ func (o *Output) Open(ctx context.Context) (delivered int64, err error) {
 			err = fmt.Errorf("open postgres_output %s: %w", o.p.Endpoint, err)
 		}
 	}()
+	o.failed = nil
 	pc, err := pgx.ParseConfig(o.cfg.URI)
 	if err != nil {
 		return -1, connectors.Fatal(connectors.TransportError("uri", "%v", err))
@@ -329,6 +331,9 @@ func (o *Output) openOffsets(ctx context.Context) error {
 func (o *Output) begin(ctx context.Context) error {
 	if o.tx != nil {
 		return nil
+	}
+	if o.failed != nil {
+		return fmt.Errorf("postgres_output %s: an earlier write failed, reopen to resume: %w", o.p.Endpoint, o.failed)
 	}
 	if o.conn == nil {
 		return errors.New("postgres_output: not open")
@@ -556,7 +561,8 @@ func (o *Output) abort(ctx context.Context, err error) error {
 		cancel()
 		o.tx = nil
 	}
-	return fmt.Errorf("postgres_output %s: %w", o.p.Endpoint, classify(err))
+	o.failed = classify(err)
+	return fmt.Errorf("postgres_output %s: %w", o.p.Endpoint, o.failed)
 }
 
 // Close rolls back an open transaction and closes the connection. It is

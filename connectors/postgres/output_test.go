@@ -260,6 +260,7 @@ func TestFailedCommit(t *testing.T) {
 	_, err = conn.Exec(ctx, "SELECT pg_terminate_backend($1)", o.conn.PgConn().PID())
 	require.NoError(t, err)
 	require.Error(t, o.Commit(ctx, 1))
+	require.Error(t, o.Commit(ctx, 1), "a sink whose transaction failed commits nothing until reopened")
 	require.NoError(t, o.Close())
 	require.Equal(t, []string{line(1, "ann", "1.00")}, people2(t, conn, schema))
 	require.Equal(t, int64(0), position(t, conn, schema))
