@@ -208,6 +208,23 @@ func DecodeConfig(section string, raw json.RawMessage, v any) error {
 	return nil
 }
 
+// Guarantee implements pipeline.GuaranteeChecker: the connector's
+// delivery guarantee as its source or sink declares it
+// ([Guaranteed]), exactly once when it declares none.
+func (r *Registry) Guarantee(t *pipeline.Table, c *pipeline.Connector, schema *arrow.Schema) string {
+	var built any
+	p := checkParams(c, schema)
+	if f, ok := r.factories[c.Transport.Name]; ok {
+		built, _ = f(p)
+	} else if f, ok := r.sinks[c.Transport.Name]; ok {
+		built, _ = f(SinkParams{Endpoint: p.Endpoint, Table: t.Name, Connector: c.Name, Config: p.Config, Format: p.Format, Schema: schema, PrimaryKey: t.PrimaryKey})
+	}
+	if g, ok := built.(Guaranteed); ok {
+		return string(g.Guarantee())
+	}
+	return string(ExactlyOnce)
+}
+
 // Bounded reports whether the connector reaches end of input on its own
 // (Feldera: datagen with a limit, file_input without follow, url_input).
 // Its source says so by implementing interface{ Bounded() bool }; a

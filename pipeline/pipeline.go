@@ -25,6 +25,11 @@ type Pipeline struct {
 	// StopAtEndOfInput completes the pipeline's workflow once every input
 	// connector has finished (end of input and nothing buffered).
 	StopAtEndOfInput bool `json:"stop_at_end_of_input,omitempty"`
+	// DeliveryGuarantee, if "exactly_once", refuses at load any
+	// connector that cannot deliver exactly once across crashes (the
+	// checker says which: connectors.Guaranteed); "at_least_once" or
+	// empty accepts every connector. After LaminarDB's DeliveryGuarantee.
+	DeliveryGuarantee string `json:"delivery_guarantee,omitempty"`
 	// Tables are the pipeline's tables, in declaration order.
 	Tables []Table `json:"tables"`
 }

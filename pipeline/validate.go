@@ -18,6 +18,13 @@ type Checker interface {
 	CheckConnector(t *Table, c *Connector, schema *arrow.Schema) error
 }
 
+// GuaranteeChecker is a Checker that also knows each connector's
+// delivery guarantee, for Pipeline.DeliveryGuarantee: it returns
+// "exactly_once" or "at_least_once".
+type GuaranteeChecker interface {
+	Guarantee(t *Table, c *Connector, schema *arrow.Schema) string
+}
+
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]*$`)
 
 // CheckName returns an error unless name is a well-formed pipeline, table
@@ -164,6 +171,23 @@ func Validate(p *Pipeline, checker Checker) error {
 	}
 	if cycle := startAfterCycle(p); cycle != nil {
 		add("start_after", "cycle: %s", strings.Join(cycle, " -> "))
+	}
+	switch p.DeliveryGuarantee {
+	case "", "at_least_once":
+	case "exactly_once":
+		if g, ok := checker.(GuaranteeChecker); ok && len(errs) == 0 {
+			for ti := range p.Tables {
+				t := &p.Tables[ti]
+				schema, _ := t.Schema()
+				for ci := range t.Connectors {
+					if got := g.Guarantee(t, &t.Connectors[ci], schema); got != "exactly_once" {
+						add(fmt.Sprintf("tables[%d].connectors[%d]", ti, ci), "connector %s is %s, but the pipeline's delivery_guarantee is exactly_once", Endpoint(t.Name, t.Connectors[ci].Name), got)
+					}
+				}
+			}
+		}
+	default:
+		add("delivery_guarantee", "%q: want exactly_once or at_least_once", p.DeliveryGuarantee)
 	}
 	return errors.Join(errs...)
 }
