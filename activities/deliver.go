@@ -88,6 +88,15 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput, secrets *conn
 		}
 		return progress, fmt.Errorf("%s: open: %w", endpoint, err)
 	}
+	if err := table.Refresh(ctx); err != nil {
+		return progress, fmt.Errorf("%s: read the table: %w", endpoint, err)
+	}
+	if newest := table.Version(); delivered > newest {
+		// Positions are keyed by pipeline, table and connector: a
+		// destination ahead of the table holds another incarnation's
+		// data (a pipeline recreated with a new table store).
+		return progress, fatal(fmt.Errorf("%s: the destination says it holds table version %d, but table %s (id %s) has only %d versions: it was written by another pipeline of the same name; clear its position in the destination or name the pipeline differently", endpoint, delivered, in.Table.Name, table.ID(), newest+1))
+	}
 	d := &deliverer{ctx: ctx, table: table, sink: sink, hb: hb, progress: progress, endpoint: endpoint}
 	if g, ok := sink.(connectors.Guaranteed); ok {
 		d.progress.Output.Guarantee = g.Guarantee()

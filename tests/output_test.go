@@ -48,7 +48,8 @@ func TestOutputAfterBackfill(t *testing.T) {
 	dest := fmt.Sprintf("events_out_%d", rand.IntN(1<<30))
 	conn := pgTest(t, dest, "id BIGINT PRIMARY KEY, label TEXT")
 	const n = 20_000
-	p := &pipeline.Pipeline{Name: "outafter", StopAtEndOfInput: true, Tables: []pipeline.Table{{
+	name := fmt.Sprintf("outafter%d", rand.IntN(1<<30)) // positions in the destination outlive the test
+	p := &pipeline.Pipeline{Name: name, StopAtEndOfInput: true, Tables: []pipeline.Table{{
 		Name:       "events",
 		Columns:    []pipeline.Column{{Name: "id", Type: "BIGINT"}, {Name: "label", Type: "VARCHAR"}},
 		PrimaryKey: []string{"id"},
@@ -89,8 +90,8 @@ func TestOutputAfterBackfill(t *testing.T) {
 	require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(DISTINCT id) FROM "+dest).Scan(&distinct))
 	require.Equal(t, int64(n), distinct)
 	require.NoError(t, conn.QueryRow(context.Background(),
-		"SELECT version FROM _sluice_offsets WHERE pipeline = 'outafter' AND table_name = 'events' AND connector = 'pg'").Scan(&version))
-	st := stats(t, c, "outafter")
+		"SELECT version FROM _sluice_offsets WHERE pipeline = $1 AND table_name = 'events' AND connector = 'pg'", name).Scan(&version))
+	st := stats(t, c, name)
 	require.Len(t, st.Outputs, 1)
 	out := st.Outputs[0]
 	require.Nil(t, out.FatalError)
@@ -98,7 +99,7 @@ func TestOutputAfterBackfill(t *testing.T) {
 	require.Equal(t, int64(n), out.OutputMetrics.TransmittedRecords)
 	require.Equal(t, version, out.OutputMetrics.DeliveredVersion, "the stats show the position the destination holds")
 	require.Equal(t, out.OutputMetrics.TableVersion, out.OutputMetrics.DeliveredVersion, "no lag at the end")
-	require.Greater(t, len(commitsOf(t, dataDir, "outafter", "events")), 3, "the backfill took several table versions")
+	require.Greater(t, len(commitsOf(t, dataDir, name, "events")), 3, "the backfill took several table versions")
 }
 
 // commitsOf lists a table's connector commits.
@@ -123,7 +124,7 @@ func TestOutputCrash(t *testing.T) {
 	dest := fmt.Sprintf("events_cdc_%d", rand.IntN(1<<30))
 	conn := pgTest(t, dest, "id BIGINT, label TEXT, __feldera_op TEXT, __feldera_ts TIMESTAMPTZ")
 	const n = 300_000
-	p := idsPipeline(t, "outcrash", n, 30_000, 100)
+	p := idsPipeline(t, fmt.Sprintf("outcrash%d", rand.IntN(1<<30)), n, 30_000, 100)
 	p.Tables[0].Connectors = append(p.Tables[0].Connectors, pipeline.Connector{
 		Name: "pg",
 		Transport: pipeline.Transport{Name: "postgres_output", Config: json.RawMessage(
@@ -157,4 +158,29 @@ func TestOutputCrash(t *testing.T) {
 	require.Equal(t, int64(n), total, "no change delivered twice")
 	require.Equal(t, int64(n), count(), "no deletes")
 	t.Logf("postgres_output: %d changes, worker SIGKILLed %d times, duplicates 0", n, kills)
+}
+
+// TestFlightsToPostgresExample runs examples/flights-to-postgres.yaml:
+// 3,000,000 flights backfilled from Parquet, then delivered to
+// PostgreSQL; the workflow completes once they are all there.
+func TestFlightsToPostgresExample(t *testing.T) {
+	_, c := newServer(t)
+	dataDir := t.TempDir()
+	startWorker(t, c, dataDir)
+	dest := fmt.Sprintf("flights_%d", rand.IntN(1<<30))
+	conn := pgTest(t, dest, "date timestamp, delay bigint, distance bigint, origin text, destination text, __feldera_op text, __feldera_ts timestamptz")
+	p := loadExample(t, "flights-to-postgres.yaml")
+	p.Name = fmt.Sprintf("flights_pg%d", rand.IntN(1<<30)) // positions in the destination outlive the test
+	p.Tables[0].Connectors[0].Transport.Config = []byte(`{"path": "` + sharedData(t, "flights-3m.parquet") + `"}`)
+	p.Tables[0].Connectors[1].Transport.Config = []byte(`{"uri": "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "table": "` + dest + `", "mode": "cdc"}`)
+	require.NoError(t, pipeline.Validate(p, builtin.Registry()))
+	run := startPipeline(t, c, workflows.Input{Pipeline: *p})
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	var final workflows.PipelineStats
+	require.NoError(t, run.Get(ctx, &final))
+	require.Equal(t, int64(3_000_000), final.GlobalMetrics.TotalOutputRecords)
+	var n int64
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(*) FROM "+dest+" WHERE __feldera_op = 'i'").Scan(&n))
+	require.Equal(t, int64(3_000_000), n)
 }
