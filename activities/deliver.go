@@ -19,6 +19,11 @@ import (
 // versions.
 const DeliverPoll = 100 * time.Millisecond
 
+// HoldInterval is how often a delivering output renews its hold on the
+// table's files (store.Table.Hold): at its start, then after a commit at
+// most this often.
+const HoldInterval = time.Minute
+
 // OutputCheckpoint is an output's position: the table version its
 // destination holds (-1: none).
 type OutputCheckpoint struct {
@@ -76,7 +81,7 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput, secrets *conn
 		return progress, err
 	}
 	defer table.Close()
-	sink, err := a.sink(in.IngestInput, schema, secrets)
+	sink, err := a.sink(in.IngestInput, schema, table.ID(), secrets)
 	if err != nil {
 		return progress, err
 	}
@@ -97,7 +102,13 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput, secrets *conn
 		// data (a pipeline recreated with a new table store).
 		return progress, fatal(fmt.Errorf("%s: the destination says it holds table version %d, but table %s (id %s) has only %d versions: it was written by another pipeline of the same name; clear its position in the destination or name the pipeline differently", endpoint, delivered, in.Table.Name, table.ID(), newest+1))
 	}
-	d := &deliverer{ctx: ctx, table: table, sink: sink, hb: hb, progress: progress, endpoint: endpoint}
+	// Vacuum must keep the files of the versions this output has still
+	// to read, however far behind it is.
+	if err := table.Hold(ctx, in.Connector.Name, delivered); err != nil {
+		return progress, fmt.Errorf("%s: %w", endpoint, err)
+	}
+	d := &deliverer{ctx: ctx, table: table, sink: sink, hb: hb, progress: progress, endpoint: endpoint,
+		reader: in.Connector.Name, held: time.Now()}
 	if g, ok := sink.(connectors.Guaranteed); ok {
 		d.progress.Output.Guarantee = g.Guarantee()
 	} else {
@@ -116,9 +127,9 @@ func openSink(ctx context.Context, sink connectors.Sink, endpoint string) (v int
 	return sink.Open(ctx)
 }
 
-// sink builds the connector's sink, its ${env:NAME} references resolved
-// into *secrets.
-func (a *Activities) sink(in IngestInput, schema *arrow.Schema, secrets *connectors.Secrets) (connectors.Sink, error) {
+// sink builds the connector's sink for the table of id tableID, its
+// ${env:NAME} references resolved into *secrets.
+func (a *Activities) sink(in IngestInput, schema *arrow.Schema, tableID string, secrets *connectors.Secrets) (connectors.Sink, error) {
 	endpoint := pipeline.Endpoint(in.Table.Name, in.Connector.Name)
 	cfg := in.Connector.Transport.Config
 	if len(cfg) == 0 {
@@ -130,7 +141,7 @@ func (a *Activities) sink(in IngestInput, schema *arrow.Schema, secrets *connect
 	}
 	*secrets = s
 	sink, err := a.Registry.NewSink(in.Connector.Transport.Name, connectors.SinkParams{
-		Endpoint: endpoint, Pipeline: in.Pipeline, Table: in.Table.Name, Connector: in.Connector.Name,
+		Endpoint: endpoint, Pipeline: in.Pipeline, Table: in.Table.Name, Connector: in.Connector.Name, TableID: tableID,
 		Config: cfg, Format: in.Connector.Format, Schema: schema, PrimaryKey: in.Table.PrimaryKey, Allocator: a.Allocator,
 	})
 	if err != nil {
@@ -148,6 +159,8 @@ type deliverer struct {
 	endpoint string
 	// the sink's counters start at zero with each activation
 	baseBytes, baseEncodeErrors int64
+	reader                      string    // the hold's name: the connector's
+	held                        time.Time // when the hold was last renewed
 }
 
 // setDelivered records the destination's position.
@@ -243,5 +256,14 @@ func (d *deliverer) deliver(newest int64) error {
 	}
 	d.setDelivered(newest)
 	d.hb.set(d.progress)
+	if time.Since(d.held) >= HoldInterval {
+		// A failure leaves the older hold, which keeps more: retried at
+		// the next commit.
+		if err := d.table.Hold(d.ctx, d.reader, newest); err == nil {
+			d.held = time.Now()
+		} else {
+			activity.GetLogger(d.ctx).Warn("renew the hold on the table's files", "endpoint", d.endpoint, "error", err)
+		}
+	}
 	return nil
 }

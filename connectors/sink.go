@@ -3,6 +3,7 @@ package connectors
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -95,6 +96,13 @@ type SinkParams struct {
 	// Pipeline, Table and Connector name the output, for positions kept
 	// in the destination (a Delta txn appId, a row of _sluice_offsets).
 	Pipeline, Table, Connector string
+	// TableID is the id of the table's Delta table (store.Table.ID, its
+	// metaData id). A sink keeps it with its position and checks it at
+	// Open with [SinkParams.CheckTableID]: versions are numbers of one
+	// table, and the same names may later stand for a new table (a
+	// pipeline recreated with an empty store) whose version 5 is not the
+	// old one's. Empty: not checked.
+	TableID string
 	// Config is the transport's config with ${env:NAME} references
 	// resolved.
 	Config json.RawMessage
@@ -115,6 +123,21 @@ func (p SinkParams) Alloc() memory.Allocator {
 		return memory.DefaultAllocator
 	}
 	return p.Allocator
+}
+
+// CheckTableID is a sink's check, at Open, that the position its
+// destination holds belongs to this table: held is the table id stored
+// with the position ("" when the destination holds none, or a position
+// written before ids were kept, which is accepted). A different id is a
+// [Fatal] error that names both and says how to go on: the destination
+// holds another incarnation's changes, and delivering this table's
+// versions after that position would skip or mix them.
+func (p SinkParams) CheckTableID(held string) error {
+	if held == "" || p.TableID == "" || held == p.TableID {
+		return nil
+	}
+	return Fatal(fmt.Errorf("the destination holds the changes of table id %s up to its position, but table %s is now id %s (the pipeline's table store was recreated): give the output a new destination, or clear its position there (the output's README section says where it is kept) to deliver the new table from its start",
+		held, p.Table, p.TableID))
 }
 
 // SinkFactory validates an output transport's config (no I/O) and

@@ -566,6 +566,11 @@ func (t *Table) checkpoint(ctx context.Context, snap *delta.Snapshot) error {
 		return err
 	}
 	expired := time.Now().Add(-t.opts.Retention).UnixMilli()
+	if held, err := t.oldestHold(ctx); err != nil {
+		return err
+	} else if held >= 0 {
+		expired = min(expired, held-holdSlack.Milliseconds())
+	}
 	var vacuumed []string
 	for path, r := range snap.Tombstones {
 		if r.DeletionTimestamp < expired {
@@ -952,6 +957,87 @@ func (t *Table) Changes(ctx context.Context, from, to int64, fn func(Change, arr
 		}
 	}
 	return nil
+}
+
+// HoldsDir is the directory, in a table's root, where readers of its
+// change stream (the Deliver activity's outputs) keep their holds: one
+// JSON file per reader, {"version": V, "since_ms": T, "updated_ms": U}.
+// Delta readers ignore it (a directory whose name starts with "_").
+const HoldsDir = "_sluice/holds"
+
+// HoldExpiry is how long a hold counts without being renewed: a reader
+// removed from the pipeline, or paused longer than this, no longer holds
+// files back.
+const HoldExpiry = 30 * 24 * time.Hour
+
+// holdSlack widens a hold for clock differences between the writers
+// whose commit timestamps it compares.
+const holdSlack = time.Hour
+
+// hold is a reader's hold file.
+type hold struct {
+	Version int64 `json:"version"`
+	Since   int64 `json:"since_ms"`
+	Updated int64 `json:"updated_ms"`
+}
+
+// Hold records that reader (a name as pipeline.CheckName allows) has read
+// the change stream up to version (-1: none) and will read the versions
+// after it: until the hold is moved on or expires ([HoldExpiry]), vacuum
+// keeps every file removed at a later version (removed after version's
+// commit time, less an hour), even past Options.Retention. Without it a
+// reader lagging more than the retention finds the files of the versions
+// it has still to read deleted. Each call writes one small file; callers
+// renew it now and then, not at every version.
+func (t *Table) Hold(ctx context.Context, reader string, version int64) error {
+	if err := pipeline.CheckName(reader); err != nil {
+		return fmt.Errorf("store: hold: %w", err)
+	}
+	h := hold{Version: version, Updated: time.Now().UnixMilli()}
+	if version >= 0 {
+		actions, err := delta.ReadCommit(ctx, t.st, version)
+		if err != nil {
+			return fmt.Errorf("store: hold at version %d: %w", version, err)
+		}
+		h.Since = commitOf(version, actions).Time.UnixMilli()
+	}
+	b, _ := json.Marshal(h)
+	return t.st.Put(ctx, HoldsDir+"/"+reader+".json", b)
+}
+
+// oldestHold returns the earliest commit time (ms) a live hold keeps
+// files removed after, or -1 without holds. An unreadable hold file
+// counts as a hold of everything (0) rather than be ignored.
+func (t *Table) oldestHold(ctx context.Context) (int64, error) {
+	entries, err := t.st.List(ctx, HoldsDir, "")
+	if err != nil {
+		return -1, err
+	}
+	oldest := int64(-1)
+	live := time.Now().Add(-HoldExpiry).UnixMilli()
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name, ".json") || strings.HasPrefix(e.Name, ".") {
+			continue
+		}
+		b, err := t.st.ReadFile(ctx, HoldsDir+"/"+e.Name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return -1, err
+		}
+		var h hold
+		if json.Unmarshal(b, &h) != nil {
+			h = hold{Updated: time.Now().UnixMilli()}
+		}
+		if h.Updated < live {
+			continue
+		}
+		if oldest < 0 || h.Since < oldest {
+			oldest = h.Since
+		}
+	}
+	return oldest, nil
 }
 
 // String is the table's location.

@@ -340,6 +340,59 @@ func TestCompaction(t *testing.T) {
 	require.Len(t, counts(t, tbl, false), 35)
 }
 
+// TestHoldKeepsFiles: a reader's hold (an output's position) keeps the
+// files it has still to read past the retention; an expired hold does
+// not.
+func TestHoldKeepsFiles(t *testing.T) {
+	ctx := context.Background()
+	tbl, loc := create(t, Options{CheckpointInterval: 5, CompactMinFiles: 4})
+	schema := pipeline.WithWeight(testSchema)
+	commit := func(n int64) {
+		rec := batch("c", n, 2)
+		_, err := tbl.Commit(ctx, Commit{Table: "t", Connector: "c", Number: n, Epoch: 1, Records: []arrow.RecordBatch{rec}, Schema: schema})
+		rec.Release()
+		require.NoError(t, err)
+		tbl.Flush()
+	}
+	dataFiles := func() int {
+		entries, err := os.ReadDir(loc)
+		require.NoError(t, err)
+		n := 0
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".parquet") {
+				n++
+			}
+		}
+		return n
+	}
+	for n := int64(1); n <= 20; n++ {
+		commit(n)
+	}
+	require.NoError(t, tbl.Hold(ctx, "out", 0)) // an output that has read nothing yet
+	tbl.opts.Retention = time.Millisecond
+	time.Sleep(5 * time.Millisecond)
+	for n := int64(21); n <= 30; n++ { // two checkpoints, which vacuum
+		commit(n)
+	}
+	_, files, err := tbl.Snapshot(ctx)
+	require.NoError(t, err)
+	require.Greater(t, len(tbl.snap.Tombstones), 10, "compactions removed files")
+	require.Equal(t, len(files)+len(tbl.snap.Tombstones), dataFiles(), "the hold keeps every removed file")
+	changes := counts(t, tbl, true)
+	require.Len(t, changes, 30, "the change stream from version 1 is readable")
+
+	// A hold not renewed for HoldExpiry no longer counts.
+	b, err := json.Marshal(hold{Version: 0, Updated: time.Now().Add(-HoldExpiry - time.Minute).UnixMilli()})
+	require.NoError(t, err)
+	require.NoError(t, tbl.Storage().Put(ctx, HoldsDir+"/out.json", b))
+	for n := int64(31); n <= 35; n++ {
+		commit(n)
+	}
+	require.Less(t, dataFiles(), 15, "vacuumed once the hold expired")
+	require.Len(t, counts(t, tbl, false), 35)
+	require.Error(t, tbl.Hold(ctx, "../x", 0), "a hold's name is checked")
+}
+
 // TestTypesAndStats: every column type Sluice has is written with the
 // Delta type and stats readers expect, and read back unchanged (TIME as
 // microseconds since midnight).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"slices"
 	"strconv"
@@ -237,7 +238,57 @@ func (s *Output) Open(ctx context.Context) (int64, error) {
 	if v, ok := s.snap.Txns[s.appID]; ok {
 		s.delivered = v
 	}
+	if s.delivered >= 0 {
+		held, err := s.heldTableID(ctx)
+		if err != nil {
+			return -1, err
+		}
+		if err := s.p.CheckTableID(held); err != nil {
+			return -1, err
+		}
+	}
 	return s.delivered, nil
+}
+
+// TableIDParam is the commitInfo.operationParameters key under which each
+// commit of delta_table_output records the id of the table whose version
+// its txn is (connectors.SinkParams.TableID). A Delta txn holds only a
+// number, so Open finds the table id in the commit that set it.
+const TableIDParam = "sluiceTableId"
+
+// positionLookBack bounds how many commits, from the newest, Open reads
+// to find the one that set this output's txn; a position set further
+// back (other writers committed much since) is not checked.
+const positionLookBack = 100
+
+// heldTableID returns the table id recorded by the commit that set this
+// output's txn to its current version, or "" when it is not found
+// (written by an earlier Sluice, expired from the log, or further back
+// than positionLookBack).
+func (s *Output) heldTableID(ctx context.Context) (string, error) {
+	for v := s.snap.Version; v >= 0 && v > s.snap.Version-positionLookBack; v-- {
+		actions, err := dlog.ReadCommit(ctx, s.st, v)
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil // log cleaned up
+		}
+		if err != nil {
+			return "", fmt.Errorf("delta_table_output %s: %w", s.st, err)
+		}
+		var ours bool
+		var id string
+		for _, a := range actions {
+			if a.Txn != nil && a.Txn.AppID == s.appID && a.Txn.Version == s.delivered {
+				ours = true
+			}
+			if a.CommitInfo != nil {
+				id, _ = a.CommitInfo.OperationParams[TableIDParam].(string)
+			}
+		}
+		if ours {
+			return id, nil
+		}
+	}
+	return "", nil
 }
 
 // metadata is the metaData action of a table this output creates or
@@ -628,7 +679,7 @@ func (s *Output) Commit(ctx context.Context, version int64) error {
 	blind := true
 	actions = append(actions, s.txn(version, now), dlog.Action{CommitInfo: &dlog.CommitInfo{Timestamp: now.UnixMilli(),
 		Operation: "STREAMING UPDATE", EngineInfo: engineInfo, IsBlindAppend: &blind,
-		OperationParams: map[string]any{"outputMode": "Append", "queryId": s.appID, "epochId": version}}})
+		OperationParams: map[string]any{"outputMode": "Append", "queryId": s.appID, "epochId": version, TableIDParam: s.p.TableID}}})
 	for {
 		if _, err := s.snap.CatchUp(ctx, s.st); err != nil {
 			return fmt.Errorf("delta_table_output %s: %w", s.st, err)

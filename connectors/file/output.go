@@ -129,6 +129,10 @@ func (o *Output) Transmitted() (bytes int64, encodeErrors int64) {
 type position struct {
 	Version int64 `json:"version"`
 	Size    int64 `json:"size"`
+	// TableID is the table the version belongs to
+	// (connectors.SinkParams.TableID); absent in files of earlier
+	// Sluice versions.
+	TableID string `json:"table_id,omitempty"`
 }
 
 // Open opens or creates the file (the directory for parquet), restores
@@ -176,6 +180,12 @@ func (o *Output) Open(ctx context.Context) (int64, error) {
 	if _, err := f.Seek(pos.Size, io.SeekStart); err != nil {
 		f.Close()
 		return 0, err
+	}
+	if pos.Version >= 0 {
+		if err := o.p.CheckTableID(pos.TableID); err != nil {
+			f.Close()
+			return 0, err
+		}
 	}
 	o.f, o.size, o.written, o.delivered = f, pos.Size, pos.Size, pos.Version
 	return pos.Version, nil
@@ -243,7 +253,7 @@ func (o *Output) Commit(ctx context.Context, version int64) error {
 		o.failed = fmt.Errorf("fsync %s: %w (reopen to retry)", o.cfg.Path, err)
 		return o.failed
 	}
-	b, _ := json.Marshal(position{Version: version, Size: o.written})
+	b, _ := json.Marshal(position{Version: version, Size: o.written, TableID: o.p.TableID})
 	if err := writeAtomic(o.cfg.Path+PositionSuffix, b); err != nil {
 		return err
 	}
@@ -353,9 +363,21 @@ func (o *Output) openParquet() (int64, error) {
 	o.delivered = -1
 	if len(versions) > 0 {
 		o.delivered = versions[len(versions)-1]
+		held, err := os.ReadFile(filepath.Join(o.cfg.Path, TableIDFile))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, connectors.Fatal(err)
+		}
+		if err := o.p.CheckTableID(string(held)); err != nil {
+			return 0, err
+		}
 	}
 	return o.delivered, nil
 }
+
+// TableIDFile names the file, in a parquet file_output's directory, that
+// holds the id of the table its parts belong to
+// (connectors.SinkParams.TableID), written before the first part.
+const TableIDFile = ".sluice-table"
 
 func (o *Output) tempPart() string {
 	return filepath.Join(o.cfg.Path, partPrefix+"pending"+partTemp)
@@ -397,6 +419,11 @@ func (o *Output) writeParquet(b connectors.ChangeBatch) error {
 }
 
 func (o *Output) commitParquet(version int64) error {
+	if o.delivered < 0 && o.p.TableID != "" {
+		if err := writeAtomic(filepath.Join(o.cfg.Path, TableIDFile), []byte(o.p.TableID)); err != nil {
+			return err
+		}
+	}
 	if o.pq == nil {
 		// A commit without changes still moves the position: an empty part.
 		if err := o.startParquet(); err != nil {

@@ -29,6 +29,11 @@ import (
 // delivered position.
 const VersionHeader = "sluice-version"
 
+// TableHeader is the header kafka_output puts on every message beside
+// VersionHeader: the id of the table (connectors.SinkParams.TableID)
+// whose version that is, checked at Open.
+const TableHeader = "sluice-table"
+
 // OutputConfig is kafka_output's transport config, with Feldera's names
 // (topic, headers, initialization_timeout_secs, ...) and librdkafka's for
 // the client properties (bootstrap.servers, security.protocol, sasl.*,
@@ -206,8 +211,8 @@ func TransactionalID(pipeline, table, connector string) string {
 // one message per change (the value encoded with the connector's format,
 // the key the primary key columns as a JSON object when the table has a
 // primary key) and commits one Kafka transaction per Commit. Every
-// message carries VersionHeader, so the delivered position is read back
-// from the topic itself. Its methods are called from one goroutine.
+// message carries VersionHeader and TableHeader, so the delivered
+// position is read back from the topic itself. Its methods are called from one goroutine.
 type Output struct {
 	p         connectors.SinkParams
 	cfg       OutputConfig
@@ -282,7 +287,9 @@ func (o *Output) timeout() time.Duration {
 // (fencing an earlier producer with that id and resolving its open
 // transaction), checks the topic, and returns the largest VersionHeader
 // among the last committed messages of the topic's partitions, or -1.
-// Unreachable brokers, refused credentials and a missing topic are fatal.
+// Unreachable brokers, refused credentials, a missing topic and a
+// position whose TableHeader names another table
+// (connectors.SinkParams.CheckTableID) are fatal.
 func (o *Output) Open(ctx context.Context) (int64, error) {
 	base, err := o.in.clientOpts()
 	if err != nil {
@@ -327,7 +334,14 @@ func (o *Output) Open(ctx context.Context) (int64, error) {
 	if _, _, err := o.cl.ProducerID(octx); err != nil {
 		return -1, o.reachError("init producer id", err)
 	}
-	return o.delivered(octx, adm, base)
+	v, held, err := o.delivered(octx, adm, base)
+	if err != nil {
+		return -1, err
+	}
+	if v < 0 {
+		return -1, nil
+	}
+	return v, o.p.CheckTableID(held)
 }
 
 func (o *Output) reachError(what string, err error) error {
@@ -340,25 +354,25 @@ const positionStep = 16
 
 // delivered reads, for each partition, backwards from its last stable
 // offset in growing windows until it finds a committed data message, and
-// returns the largest VersionHeader found, or -1 when no partition has
-// one. Aborted messages are invisible (read_committed); transaction
+// returns the largest VersionHeader found and the TableHeader beside it,
+// or -1 when no partition has one. Aborted messages are invisible (read_committed); transaction
 // markers are read (KeepControlRecords) so that a window ending in one is
 // known to be read to its end.
-func (o *Output) delivered(ctx context.Context, adm *kadm.Client, base []kgo.Opt) (int64, error) {
+func (o *Output) delivered(ctx context.Context, adm *kadm.Client, base []kgo.Opt) (int64, string, error) {
 	topic := o.cfg.Topic
 	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return -1, o.reachError("list end offsets", err)
+		return -1, "", o.reachError("list end offsets", err)
 	}
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err == nil {
 		err = starts.Error()
 	}
 	if err != nil {
-		return -1, o.reachError("list start offsets", err)
+		return -1, "", o.reachError("list start offsets", err)
 	}
 	type window struct{ from, to, start int64 } // read [from, to); the log starts at start
 	todo := map[int32]*window{}
@@ -368,7 +382,7 @@ func (o *Output) delivered(ctx context.Context, adm *kadm.Client, base []kgo.Opt
 			todo[e.Partition] = &window{from: max(s.Offset, e.Offset-positionStep), to: e.Offset, start: s.Offset}
 		}
 	})
-	best := int64(-1)
+	best, held := int64(-1), ""
 	for step := int64(positionStep); len(todo) > 0; step *= 4 {
 		consume := map[int32]kgo.Offset{}
 		for p, w := range todo {
@@ -376,12 +390,12 @@ func (o *Output) delivered(ctx context.Context, adm *kadm.Client, base []kgo.Opt
 		}
 		found, err := o.readWindows(ctx, base, consume, func(p int32) int64 { return todo[p].to })
 		if err != nil {
-			return -1, err
+			return -1, "", err
 		}
 		for p, w := range todo {
-			if v, ok := found[p]; ok || w.from <= w.start {
-				if ok && v > best {
-					best = v
+			if f, ok := found[p]; ok || w.from <= w.start {
+				if ok && f.version > best {
+					best, held = f.version, f.table
 				}
 				delete(todo, p)
 				continue
@@ -389,13 +403,19 @@ func (o *Output) delivered(ctx context.Context, adm *kadm.Client, base []kgo.Opt
 			w.to, w.from = w.from, max(w.start, w.from-step*4)
 		}
 	}
-	return best, nil
+	return best, held, nil
+}
+
+// position is a message's VersionHeader and TableHeader.
+type position struct {
+	version int64
+	table   string
 }
 
 // readWindows consumes the given partitions from their offsets up to
 // end(p) (exclusive) with read_committed and returns, per partition, the
-// VersionHeader of the last data message that has one.
-func (o *Output) readWindows(ctx context.Context, base []kgo.Opt, from map[int32]kgo.Offset, end func(int32) int64) (map[int32]int64, error) {
+// position of the last data message that has a VersionHeader.
+func (o *Output) readWindows(ctx context.Context, base []kgo.Opt, from map[int32]kgo.Offset, end func(int32) int64) (map[int32]position, error) {
 	cl, err := kgo.NewClient(append(base[:len(base):len(base)],
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.cfg.Topic: from}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -406,7 +426,7 @@ func (o *Output) readWindows(ctx context.Context, base []kgo.Opt, from map[int32
 		return nil, connectors.Fatal(err)
 	}
 	defer cl.Close()
-	found := map[int32]int64{}
+	found := map[int32]position{}
 	open := len(from)
 	done := map[int32]bool{}
 	// A window whose last offsets are aborted messages and no marker
@@ -438,12 +458,19 @@ func (o *Output) readWindows(ctx context.Context, base []kgo.Opt, from map[int32
 				return
 			}
 			if !r.Attrs.IsControl() {
+				pos := position{version: -1}
 				for _, h := range r.Headers {
-					if h.Key == VersionHeader {
+					switch h.Key {
+					case VersionHeader:
 						if v, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
-							found[r.Partition] = v
+							pos.version = v
 						}
+					case TableHeader:
+						pos.table = string(h.Value)
 					}
+				}
+				if pos.version >= 0 {
+					found[r.Partition] = pos
 				}
 			}
 			if r.Offset == end(r.Partition)-1 {
@@ -476,6 +503,10 @@ func (o *Output) Write(ctx context.Context, b connectors.ChangeBatch) error {
 	}
 	rec := b.Record
 	version := []byte(strconv.FormatInt(b.Version, 10))
+	var table []byte
+	if o.p.TableID != "" {
+		table = []byte(o.p.TableID)
+	}
 	var keys [][]byte
 	if o.keyEnc != nil {
 		var err error
@@ -494,9 +525,12 @@ func (o *Output) Write(ctx context.Context, b connectors.ChangeBatch) error {
 			continue
 		}
 		v := buf[start:len(buf):len(buf)]
-		h := make([]kgo.RecordHeader, len(o.headers)+1)
+		h := make([]kgo.RecordHeader, len(o.headers), len(o.headers)+2)
 		copy(h, o.headers)
-		h[len(o.headers)] = kgo.RecordHeader{Key: VersionHeader, Value: version}
+		h = append(h, kgo.RecordHeader{Key: VersionHeader, Value: version})
+		if table != nil {
+			h = append(h, kgo.RecordHeader{Key: TableHeader, Value: table})
+		}
 		r := &kgo.Record{Value: v, Headers: h}
 		if keys != nil {
 			r.Key = keys[i]

@@ -21,7 +21,10 @@ import (
 
 // OffsetsTable is the table, in the destination table's schema, that holds
 // every output's delivered table version: one row per (pipeline,
-// table_name, connector), updated in the transaction that writes the data.
+// table_name, connector) with its version and table_id (the Delta table
+// id of the table the version belongs to), updated in the transaction
+// that writes the data. Deleting an output's row makes it deliver its
+// table again from the start.
 const OffsetsTable = "_sluice_offsets"
 
 // tempTable receives a materialized commit's changes before the merge; one
@@ -312,6 +315,7 @@ GROUP BY i.indexrelid`, oid)
 func (o *Output) openOffsets(ctx context.Context) error {
 	_, err := o.conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+o.offsets+` (
   pipeline text NOT NULL, table_name text NOT NULL, connector text NOT NULL, version bigint NOT NULL,
+  table_id text,
   PRIMARY KEY (pipeline, table_name, connector))`)
 	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07") {
 		err = nil // created concurrently by another output
@@ -319,11 +323,26 @@ func (o *Output) openOffsets(ctx context.Context) error {
 	if err != nil {
 		return classify(err)
 	}
+	// A _sluice_offsets of an earlier Sluice has no table_id column.
+	_, err = o.conn.Exec(ctx, "ALTER TABLE "+o.offsets+" ADD COLUMN IF NOT EXISTS table_id text")
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42701") {
+		err = nil // added concurrently by another output
+	}
+	if err != nil {
+		return classify(err)
+	}
 	if _, err := o.conn.Exec(ctx, "INSERT INTO "+o.offsets+" VALUES ($1, $2, $3, -1) ON CONFLICT DO NOTHING", o.p.Pipeline, o.p.Table, o.p.Connector); err != nil {
 		return classify(err)
 	}
-	err = o.conn.QueryRow(ctx, "SELECT version FROM "+o.offsets+" WHERE pipeline = $1 AND table_name = $2 AND connector = $3", o.p.Pipeline, o.p.Table, o.p.Connector).Scan(&o.delivered)
-	return classify(err)
+	var held string
+	err = o.conn.QueryRow(ctx, "SELECT version, coalesce(table_id, '') FROM "+o.offsets+" WHERE pipeline = $1 AND table_name = $2 AND connector = $3", o.p.Pipeline, o.p.Table, o.p.Connector).Scan(&o.delivered, &held)
+	if err != nil {
+		return classify(err)
+	}
+	if o.delivered < 0 {
+		held = "" // nothing delivered: any table may start here
+	}
+	return o.p.CheckTableID(held)
 }
 
 // begin opens the commit's transaction and locks this output's position,
@@ -502,7 +521,7 @@ func (o *Output) Commit(ctx context.Context, version int64) error {
 			return o.abort(ctx, err)
 		}
 	}
-	if _, err := o.tx.Exec(ctx, "UPDATE "+o.offsets+" SET version = $4 WHERE pipeline = $1 AND table_name = $2 AND connector = $3", o.p.Pipeline, o.p.Table, o.p.Connector, version); err != nil {
+	if _, err := o.tx.Exec(ctx, "UPDATE "+o.offsets+" SET version = $4, table_id = $5 WHERE pipeline = $1 AND table_name = $2 AND connector = $3", o.p.Pipeline, o.p.Table, o.p.Connector, version, o.p.TableID); err != nil {
 		return o.abort(ctx, err)
 	}
 	if err := o.tx.Commit(ctx); err != nil {
