@@ -253,7 +253,8 @@ func TestOutputCrashDelta(t *testing.T) {
 		st, err := dlog.NewStorage(context.Background(), dir, s3.Settings{})
 		require.NoError(t, err)
 		snap, err := dlog.LoadLatest(context.Background(), st)
-		if err != nil {
+		require.NoError(t, err)
+		if snap == nil {
 			return 0 // not created yet
 		}
 		var k int64
