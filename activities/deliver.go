@@ -118,7 +118,19 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput, secrets *conn
 	d.setDelivered(delivered)
 	d.progress.Metrics.EndOfInput = false
 	hb.set(d.progress)
-	return d.run(in.Finish)
+	// The reader walks the table's versions while this goroutine writes
+	// to the destination.
+	p := startPump(ctx, int64(in.Connector.QueueLimit()), in.Connector.QueueLimit()/max(1, in.Connector.BatchLimit()),
+		func(it deliverItem) {
+			if it.rec != nil {
+				it.rec.Release()
+			}
+		},
+		func(ctx context.Context, emit func(deliverItem, int64) bool) error {
+			return d.read(ctx, delivered, in.Finish, emit)
+		})
+	defer p.close()
+	return d.run(p)
 }
 
 // openSink opens the sink, a panic in it being a fatal error.
@@ -170,39 +182,128 @@ func (d *deliverer) setDelivered(v int64) {
 	d.progress.Checkpoint, _ = json.Marshal(OutputCheckpoint{Version: v})
 }
 
-// run delivers versions until canceled or, with finish, caught up.
-func (d *deliverer) run(finish bool) (Progress, error) {
+// deliverItem is what Deliver's reader passes to its writer: the
+// changes of a version (rec), or, with rec nil, the end of a catch-up
+// (commit: every change of the versions up to newest has been passed)
+// or the news that the table has no version after the delivered one.
+type deliverItem struct {
+	rec    arrow.RecordBatch
+	change store.Change
+	commit bool
+	newest int64 // the table's newest version when the reader looked
+}
+
+// read walks the table's versions after delivered, passing each
+// version's changes, then a commit item once it has passed every version
+// the table had when it looked. It polls every DeliverPoll once caught
+// up and, with finish, ends with ErrEndOfInput instead.
+func (d *deliverer) read(ctx context.Context, delivered int64, finish bool, emit func(deliverItem, int64) bool) error {
+	caughtUp := false
 	for {
-		if err := d.table.Refresh(d.ctx); err != nil {
-			if d.ctx.Err() != nil {
-				return d.paused()
-			}
-			return d.progress, fmt.Errorf("%s: read the table: %w", d.endpoint, err)
+		if err := d.table.Refresh(ctx); err != nil {
+			return fmt.Errorf("read the table: %w", err)
 		}
 		newest := d.table.Version()
-		d.progress.Output.TableVersion = newest
-		if newest > d.progress.Output.DeliveredVersion {
-			if err := d.deliver(newest); err != nil {
-				if d.ctx.Err() != nil {
-					return d.paused()
+		if newest > delivered {
+			err := d.table.Changes(ctx, delivered+1, newest, func(ch store.Change, rec arrow.RecordBatch) error {
+				rec.Retain()
+				if !emit(deliverItem{rec: rec, change: ch, newest: newest}, rec.NumRows()) {
+					rec.Release()
+					return context.Canceled
 				}
-				return d.progress, err
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("read versions %d..%d: %w", delivered+1, newest, err)
 			}
+			if !emit(deliverItem{commit: true, newest: newest}, 0) {
+				return context.Canceled
+			}
+			delivered, caughtUp = newest, false
 			continue // more may have come meanwhile
 		}
-		d.progress.Output.LagSeconds = 0
-		d.hb.set(d.progress)
 		if finish {
-			d.progress.Metrics.EndOfInput = true
-			activity.RecordHeartbeat(d.ctx, d.progress)
-			return d.progress, nil
+			return connectors.ErrEndOfInput
+		}
+		if !caughtUp {
+			if !emit(deliverItem{newest: newest}, 0) {
+				return context.Canceled
+			}
+			caughtUp = true
 		}
 		select {
-		case <-d.ctx.Done():
-			return d.paused()
+		case <-ctx.Done():
+			return context.Canceled
 		case <-time.After(DeliverPoll):
 		}
 	}
+}
+
+// run writes the reader's changes to the sink and commits at each of its
+// commit items, until canceled or, with finish, caught up.
+func (d *deliverer) run(p *pump[deliverItem]) (Progress, error) {
+	var rows int64 // written since the last commit
+	from := d.progress.Output.DeliveredVersion + 1
+	for {
+		e, _ := p.next(nil)
+		if e.err != nil {
+			switch {
+			case errors.Is(e.err, connectors.ErrEndOfInput):
+				d.progress.Output.LagSeconds = 0
+				d.progress.Metrics.EndOfInput = true
+				d.hb.set(d.progress)
+				activity.RecordHeartbeat(d.ctx, d.progress)
+				return d.progress, nil
+			case errors.Is(e.err, context.Canceled) || d.ctx.Err() != nil:
+				return d.paused()
+			}
+			return d.failed(e.err, from)
+		}
+		it := e.v
+		d.progress.Output.TableVersion = max(d.progress.Output.TableVersion, it.newest)
+		switch {
+		case it.rec != nil:
+			if rows == 0 {
+				d.progress.Output.LagSeconds = time.Since(it.change.Time).Seconds()
+			}
+			err := d.sink.Write(d.ctx, connectors.ChangeBatch{Record: it.rec, Version: it.change.Version, Time: it.change.Time})
+			it.rec.Release()
+			p.freed(e.rows)
+			if err != nil {
+				return d.failed(err, from)
+			}
+			rows += e.rows
+			prog := d.progress
+			o := *prog.Output
+			o.BufferedRecords = rows
+			prog.Output = &o
+			d.hb.set(prog)
+		case it.commit:
+			if err := d.commit(it.newest, rows); err != nil {
+				return d.failed(err, from)
+			}
+			rows, from = 0, it.newest+1
+		default: // caught up
+			d.progress.Output.LagSeconds = 0
+			d.hb.set(d.progress)
+		}
+	}
+}
+
+// failed is the result of a failed read, write or commit: a pause if the
+// activity was canceled, a fatal_error if err is [connectors.ErrFatal],
+// else a retryable error (Temporal retries from the destination's
+// position).
+func (d *deliverer) failed(err error, from int64) (Progress, error) {
+	if d.ctx.Err() != nil {
+		return d.paused()
+	}
+	if errors.Is(err, connectors.ErrFatal) {
+		return d.progress, fatal(fmt.Errorf("%s: %w", d.endpoint, err))
+	}
+	d.progress.Output.NumTransportErrors++
+	d.hb.set(d.progress)
+	return d.progress, fmt.Errorf("%s: deliver versions from %d: %w", d.endpoint, from, err)
 }
 
 // paused is a canceled Deliver's result: the open destination
@@ -213,38 +314,11 @@ func (d *deliverer) paused() (Progress, error) {
 	return d.progress, nil
 }
 
-// deliver writes the changes of the versions after the delivered one up
-// to newest and commits them as one destination commit.
-func (d *deliverer) deliver(newest int64) error {
-	from := d.progress.Output.DeliveredVersion + 1
-	var rows int64
-	first := true
-	err := d.table.Changes(d.ctx, from, newest, func(ch store.Change, rec arrow.RecordBatch) error {
-		if first {
-			d.progress.Output.LagSeconds = time.Since(ch.Time).Seconds()
-			first = false
-		}
-		if err := d.sink.Write(d.ctx, connectors.ChangeBatch{Record: rec, Version: ch.Version, Time: ch.Time}); err != nil {
-			return err
-		}
-		rows += rec.NumRows()
-		p := d.progress
-		o := *p.Output
-		o.BufferedRecords = rows
-		p.Output = &o
-		d.hb.set(p)
-		return nil
-	})
-	if err == nil {
-		err = d.sink.Commit(d.ctx, newest)
-	}
-	if err != nil {
-		if errors.Is(err, connectors.ErrFatal) {
-			return fatal(fmt.Errorf("%s: %w", d.endpoint, err))
-		}
-		d.progress.Output.NumTransportErrors++
-		d.hb.set(d.progress)
-		return fmt.Errorf("%s: deliver versions %d..%d: %w", d.endpoint, from, newest, err)
+// commit commits the rows written since the last commit as the
+// destination's position newest, and counts them.
+func (d *deliverer) commit(newest, rows int64) error {
+	if err := d.sink.Commit(d.ctx, newest); err != nil {
+		return err
 	}
 	o := d.progress.Output
 	o.TransmittedRecords += rows

@@ -136,11 +136,6 @@ func (a *Activities) openTable(ctx context.Context, in IngestInput, schema *arro
 	return t, nil
 }
 
-type item struct {
-	batch connectors.Batch
-	err   error // terminal: ErrEndOfInput, context.Canceled, or a source error
-}
-
 // Ingest runs one input connector until it reaches end of input (the
 // result then has Metrics.EndOfInput set), is canceled (pause: it stops
 // reading, commits what it buffered and returns its progress), or fails.
@@ -225,35 +220,22 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, secrets *connec
 
 	w := &writer{
 		Activities: a, ctx: ctx, table: table, tableName: in.Table.Name, connector: in.Connector.Name, schema: change, progress: progress,
-		epoch: activity.GetInfo(ctx).StartedTime.UnixNano(), queueLimit: int64(in.Connector.QueueLimit()),
+		epoch: activity.GetInfo(ctx).StartedTime.UnixNano(),
 		secrets: *secrets, hb: hb,
 	}
-	hb.track(&w.queued)
 	w.commitRows, w.commitWait = commitCadence(in.Connector, src)
-	queue := make(chan item, max(2, in.Connector.QueueLimit()/max(1, in.Connector.BatchLimit())))
-	space := make(chan struct{}, 1) // the writer freed queue space
-	readCtx, stopReading := context.WithCancel(ctx)
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		w.read(readCtx, src, queue, space)
-	}()
-	// Before the source closes (deferred above, so after this), the reader
-	// must have returned: stop it and release what it still queues.
-	defer func() {
-		stopReading()
-		for {
-			select {
-			case <-readerDone:
-				return
-			case it := <-queue:
-				if it.batch.Record != nil {
-					it.batch.Record.Release()
-				}
+	p := startPump(ctx, int64(in.Connector.QueueLimit()), in.Connector.QueueLimit()/max(1, in.Connector.BatchLimit()),
+		func(b connectors.Batch) {
+			if b.Record != nil {
+				b.Record.Release()
 			}
-		}
-	}()
-	return w.run(queue, space)
+		},
+		func(ctx context.Context, emit func(connectors.Batch, int64) bool) error { return w.read(ctx, src, emit) })
+	hb.track(&p.queued)
+	// Before the source closes (deferred above, so after this), the reader
+	// must have returned.
+	defer p.close()
+	return w.run(p)
 }
 
 // open opens the source, a panic in it being a fatal error.
@@ -380,54 +362,46 @@ type writer struct {
 	connector  string
 	schema     *arrow.Schema
 	progress   Progress
-	epoch      int64        // this attempt's, for fencing (store.State)
-	queued     atomic.Int64 // records in the queue
-	queueLimit int64
+	epoch      int64 // this attempt's, for fencing (store.State)
 	commitRows int64         // commit once this many records wait
 	commitWait time.Duration // or this long after the previous commit
 	hb         *heartbeat
 	secrets    connectors.Secrets // what the config's ${env:NAME} resolved to
 }
 
-// read moves batches from the source to the queue until end of input, an
-// error, or ctx ends, and always ends with one terminal item.
-func (w *writer) read(ctx context.Context, src connectors.Source, queue chan<- item, space <-chan struct{}) {
+// read moves batches from the source to the pump until end of input, an
+// error, or ctx ends, and returns the terminal error.
+func (w *writer) read(ctx context.Context, src connectors.Source, emit func(connectors.Batch, int64) bool) (err error) {
 	// A bug in the source or its parser fails the connector, not the
 	// worker: Recover (deferred last, so run first) turns a panic into
-	// panicked, which ends the stream.
-	var panicked error
+	// the terminal error.
 	defer func() {
 		var p *connectors.PanicError
-		if errors.As(panicked, &p) {
+		if errors.As(err, &p) {
 			activity.GetLogger(w.ctx).Error("connector panicked", "connector", w.connector, "panic", w.secrets.Redact(fmt.Sprint(p.Value)), "stack", w.secrets.Redact(p.Stack))
-			queue <- item{err: panicked}
 		}
 	}()
-	defer connectors.Recover(&panicked, w.connector)
+	defer connectors.Recover(&err, w.connector)
 	for {
-		for w.queued.Load() >= w.queueLimit {
-			select {
-			case <-ctx.Done():
-				queue <- item{err: context.Canceled}
-				return
-			case <-space:
-			}
-		}
 		b, err := src.Read(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				err = context.Canceled
+				return context.Canceled
 			}
-			queue <- item{err: err}
-			return
+			return err
 		}
-		w.queued.Add(b.Rows())
-		queue <- item{batch: b}
+		if !emit(b, b.Rows()) {
+			if b.Record != nil {
+				b.Record.Release()
+			}
+			return context.Canceled
+		}
 	}
 }
 
-// run commits queued batches until the reader's terminal item.
-func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error) {
+// run commits the pump's batches at the connector's commit cadence until
+// the reader's terminal error.
+func (w *writer) run(p *pump[connectors.Batch]) (Progress, error) {
 	var pending []connectors.Batch
 	var rows int64
 	release := func() {
@@ -446,24 +420,20 @@ func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error)
 		if len(pending) > 0 {
 			deadline = time.After(time.Until(lastCommit.Add(w.commitWait)))
 		}
-		gather := true
-		for gather && terminal == nil {
-			select {
-			case it := <-queue:
-				if it.err != nil {
-					terminal = it.err
-					break
-				}
-				pending = append(pending, it.batch)
-				rows += it.batch.Rows()
+		for gather := true; gather && terminal == nil; {
+			e, ok := p.next(deadline)
+			switch {
+			case !ok:
+				gather = false
+			case e.err != nil:
+				terminal = e.err
+			default:
+				pending = append(pending, e.v)
+				rows += e.rows
 				if deadline == nil {
 					deadline = time.After(time.Until(lastCommit.Add(w.commitWait)))
 				}
-				if rows >= w.commitRows {
-					gather = false
-				}
-			case <-deadline:
-				gather = false
+				gather = rows < w.commitRows
 			}
 		}
 		if len(pending) > 0 {
@@ -471,11 +441,8 @@ func (w *writer) run(queue <-chan item, space chan<- struct{}) (Progress, error)
 				return w.progress, err
 			}
 			lastCommit = time.Now()
+			p.freed(rows)
 			release()
-			select {
-			case space <- struct{}{}:
-			default:
-			}
 		}
 	}
 	switch {
@@ -529,7 +496,6 @@ func (w *writer) commit(pending []connectors.Batch, rows int64) error {
 	if err != nil {
 		return err // ErrSuperseded too: the retry resumes from the table
 	}
-	w.queued.Add(-rows)
 	w.progress = next
 	w.hb.set(next)
 	return nil
@@ -581,8 +547,13 @@ func (h *heartbeat) track(queued *atomic.Int64) {
 	h.mu.Unlock()
 }
 
-// set records the newest committed progress.
+// set records the newest committed progress. It keeps its own copy of
+// the output metrics, which the caller goes on changing.
 func (h *heartbeat) set(p Progress) {
+	if p.Output != nil {
+		o := *p.Output
+		p.Output = &o
+	}
 	h.mu.Lock()
 	h.progress = p
 	h.mu.Unlock()

@@ -29,9 +29,16 @@
 //     files and the data files on disk; and the backfill's time against
 //     DuckDB's own COPY to Parquet of the same file;
 //
+//   - outputs: flights-3m.parquet delivered by postgres_output (cdc) as a
+//     ratio to psql \copy of the same rows as CSV, 1,000,000 JSON records by
+//     kafka_output as a ratio to kcat producing the same lines, flights-3m
+//     by delta_table_output as a ratio to the plain arrow-go read and write,
+//     and the live latency from a table commit to the PostgreSQL commit
+//     (p50, p95);
+//
 //   - peak RSS of this process (the Temporal server, worker and data path).
 //
-//     go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10] [-kafka 1000000] [-age 100000]
+//     go run ./tests/bench [-data ../shared/data/flights-3m.parquet] [-runs 10] [-kafka 1000000] [-age 100000] [-outputs=false] [-only outputs]
 package main
 
 import (
@@ -67,14 +74,20 @@ func main() {
 	runs := flag.Int("runs", 10, "samples for the latency figures")
 	kafkaRecords := flag.Int("kafka", 1_000_000, "records for the Kafka figures (also run with a quarter of them); 0 skips them")
 	age := flag.Int64("age", 100_000, "the oldest table age (commits) for the commit and resume figures; 0 skips them")
+	outputs := flag.Bool("outputs", true, "measure the output connectors (needs PostgreSQL on 127.0.0.1:5432 and psql; kcat for Kafka)")
+	only := flag.String("only", "", "run only this group of figures: outputs")
 	flag.Parse()
-	if err := run(*data, *runs, *kafkaRecords, *age); err != nil {
+	if *only != "" && *only != "outputs" {
+		fmt.Fprintln(os.Stderr, "bench: -only: want outputs")
+		os.Exit(2)
+	}
+	if err := run(*data, *runs, *kafkaRecords, *age, *outputs, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(data string, runs, kafkaRecords int, age int64) error {
+func run(data string, runs, kafkaRecords int, age int64, outputs bool, only string) error {
 	ctx := context.Background()
 	tmp, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
@@ -99,6 +112,16 @@ func run(data string, runs, kafkaRecords int, age int64) error {
 		return err
 	}
 	defer w.Stop()
+
+	if only == "outputs" {
+		f, err := benchOutputs(ctx, c, dataDir, data, tmp, kafkaRecords)
+		if err != nil {
+			return fmt.Errorf("outputs: %w", err)
+		}
+		f.print(base, rows)
+		fmt.Printf("peak RSS: %s\n", peakRSS())
+		return nil
+	}
 
 	// Backfill throughput, then the switch to live on the same run.
 	p := flights(data, "flights")
@@ -153,6 +176,14 @@ func run(data string, runs, kafkaRecords int, age int64) error {
 			return fmt.Errorf("table age: %w", err)
 		}
 	}
+	var outs *outputFigures
+	if outputs {
+		f, err := benchOutputs(ctx, c, dataDir, data, tmp, kafkaRecords)
+		if err != nil {
+			return fmt.Errorf("outputs: %w", err)
+		}
+		outs = &f
+	}
 	var kafka []kafkaResult
 	if kafkaRecords > 0 {
 		for _, n := range []int{kafkaRecords / 4, kafkaRecords} {
@@ -184,6 +215,9 @@ func run(data string, runs, kafkaRecords int, age int64) error {
 	}
 	if len(ages) > 0 {
 		printAge(ages)
+	}
+	if outs != nil {
+		outs.print(base, rows)
 	}
 	fmt.Printf("peak RSS (whole process: Temporal server, worker, data path) after the backfill and latency figures: %s   (target <= 500 MB)\n", rssBeforeLakehouse)
 	fmt.Printf("peak RSS after the S3 and Delta figures (the in-process S3 server and the bench hold flights-3m.parquet): %s\n", rssBeforeKafka)
