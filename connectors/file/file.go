@@ -5,6 +5,12 @@
 // checkpoints the rows read, {"row": N}. Without follow the connector
 // reaches end of input at the end of the file; with follow it waits for
 // the file to grow, like tail -f.
+//
+// It is also the file_output transport (output.go): a table's changes
+// written to a file with an output format, exactly once by keeping the
+// delivered version and the file's size beside it (PositionSuffix) and
+// truncating to that size on restart; parquet writes one part file per
+// commit into a directory.
 package file
 
 import (

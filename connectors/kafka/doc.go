@@ -10,4 +10,13 @@
 // the connector runs are discovered (see DiscoverInterval), read from their
 // start and join the checkpoint, except with enable.partition.eof, whose
 // partitions are those of first activation.
+//
+// It is also the kafka_output transport (output.go): a transactional
+// producer (https://docs.feldera.com/connectors/sinks/kafka) that writes
+// one message per change and one Kafka transaction per Deliver commit,
+// with the delivered table version and table id in headers on every
+// message (VersionHeader, TableHeader), read back at Open, so that a
+// read_committed consumer sees each change once across crashes (KIP-98's
+// transactions; the position kept in the destination as KIP-618 does for
+// sinks).
 package kafka
