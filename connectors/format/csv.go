@@ -110,6 +110,30 @@ func (p *csvParser) Split(data []byte, atEOF bool) int {
 	return len(data)
 }
 
+// splitHeader cuts the input's first record when it has a header: the
+// blank lines before the header and the header, as one. See
+// headerSplitter.
+func (p *csvParser) splitHeader(data []byte, atEOF bool) int {
+	if !p.cfg.Headers {
+		return p.Split(data, atEOF)
+	}
+	for off := 0; off < len(data); {
+		n := p.Split(data[off:], atEOF)
+		if n == 0 {
+			return 0
+		}
+		blank := len(trimNewline(data[off:off+n])) == 0
+		off += n
+		if !blank {
+			return off // through the header
+		}
+	}
+	if atEOF {
+		return len(data) // blank lines only
+	}
+	return 0
+}
+
 func (p *csvParser) maxRecordBytes() int { return p.cfg.MaxRecordBytes }
 
 func (p *csvParser) lineBased() bool { return true }

@@ -112,6 +112,16 @@ func ParseMessage(p Parser, msg []byte, rows *Rows) []connectors.ParseError {
 	return p.Parse(msg, 0, rows)
 }
 
+// headerSplitter is implemented by parsers whose input starts with a
+// header (csv with headers: true): at stream offset 0, [Stream] cuts the
+// first record with splitHeader, which takes the blank lines before the
+// header and the header as one, so that no chunk, and so no checkpoint,
+// ends between the start of the input and the end of its header (a read
+// resumed there would take the header for a record).
+type headerSplitter interface {
+	splitHeader(data []byte, atEOF bool) int
+}
+
 // recordLimits is implemented by this package's parsers; [Stream] uses
 // it to bound what it buffers.
 type recordLimits interface {

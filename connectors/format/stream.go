@@ -112,7 +112,12 @@ func (s *Stream) Next(final bool) (Chunk, error) {
 			if end == s.pos && s.lines && !atEOF && s.tail > 0 && bytes.IndexByte(s.buf[s.pos+s.tail:], '\n') < 0 {
 				break // no newline since the last try: still no whole record
 			}
-			n := s.parser.Split(s.buf[end:], atEOF)
+			var n int
+			if hs, ok := s.parser.(headerSplitter); ok && s.offset+int64(end) == 0 {
+				n = hs.splitHeader(s.buf, atEOF)
+			} else {
+				n = s.parser.Split(s.buf[end:], atEOF)
+			}
 			if n == 0 {
 				if end == s.pos {
 					s.tail = len(s.buf) - s.pos
