@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -134,6 +135,27 @@ func (r *Rows) AppendJSONUpdate(before, after map[string]any) error {
 func (r *Rows) stageJSON(obj map[string]any) error {
 	for i := range r.staging {
 		r.staging[i] = nil
+	}
+	// Two fields naming one column (names match case-insensitively) would
+	// leave the value to map order: an error instead.
+	var named [][]string
+	for k := range obj {
+		i, ok := r.byName[k]
+		if !ok {
+			if i, ok = r.byName[strings.ToLower(k)]; !ok {
+				continue
+			}
+		}
+		if named == nil {
+			named = make([][]string, len(r.staging))
+		}
+		named[i] = append(named[i], k)
+	}
+	for i, names := range named {
+		if len(names) > 1 {
+			slices.Sort(names)
+			return fmt.Errorf("fields %q all name column %s (names match case-insensitively)", names, r.schema.Field(i).Name)
+		}
 	}
 	for k, v := range obj {
 		i, ok := r.byName[k]
