@@ -15,7 +15,8 @@ import (
 )
 
 // Registry returns a new registry with the inputs datagen, file_input,
-// url_input, kafka_input, s3_input, delta_table_input and iceberg_input,
+// url_input, kafka_input, s3_input, delta_table_input, iceberg_input and
+// postgres_input,
 // and the outputs postgres_output, kafka_output, file_output and
 // delta_table_output.
 func Registry() *connectors.Registry {
@@ -28,6 +29,7 @@ func Registry() *connectors.Registry {
 		"s3_input":          s3.New,
 		"delta_table_input": delta.New,
 		"iceberg_input":     iceberg.New,
+		"postgres_input":    postgres.NewInput,
 	} {
 		if err := r.Register(name, f); err != nil {
 			panic(err) // the map above has unique keys

@@ -50,6 +50,25 @@ type Config struct {
 	// the table version the change belongs to; __feldera_ts by default.
 	CDCTSColumn string `json:"cdc_ts_column,omitempty"`
 
+	// TLSOptions are the ssl_* options and verify_hostname.
+	TLSOptions
+
+	// MaxRecordsInBuffer, MaxBufferSizeBytes and Threads are Feldera's
+	// tuning options, accepted for compatibility: rows stream into COPY.
+	MaxRecordsInBuffer *int `json:"max_records_in_buffer,omitempty"`
+	MaxBufferSizeBytes *int `json:"max_buffer_size_bytes,omitempty"`
+	Threads            *int `json:"threads,omitempty"`
+	// OnConflictDoNothing is Feldera's option; only false (the default)
+	// is supported, since an insert that left the old row would break
+	// exactly-once equality with the table.
+	OnConflictDoNothing bool `json:"on_conflict_do_nothing,omitempty"`
+}
+
+// TLSOptions are the TLS options postgres_output and postgres_input share,
+// with Feldera's names (feldera-types transport/postgres.rs,
+// PostgresTlsConfig). Setting a CA (ssl_ca_pem or ssl_ca_location) turns
+// TLS on; without one the connection follows the URI's sslmode.
+type TLSOptions struct {
 	// SSLCAPEM is a sequence of CA certificates in PEM format; setting it
 	// (or SSLCALocation) turns TLS on.
 	SSLCAPEM string `json:"ssl_ca_pem,omitempty"`
@@ -69,16 +88,6 @@ type Config struct {
 	// VerifyHostname set to false checks the server's certificate chain
 	// but not that it names the host. True by default.
 	VerifyHostname *bool `json:"verify_hostname,omitempty"`
-
-	// MaxRecordsInBuffer, MaxBufferSizeBytes and Threads are Feldera's
-	// tuning options, accepted for compatibility: rows stream into COPY.
-	MaxRecordsInBuffer *int `json:"max_records_in_buffer,omitempty"`
-	MaxBufferSizeBytes *int `json:"max_buffer_size_bytes,omitempty"`
-	Threads            *int `json:"threads,omitempty"`
-	// OnConflictDoNothing is Feldera's option; only false (the default)
-	// is supported, since an insert that left the old row would break
-	// exactly-once equality with the table.
-	OnConflictDoNothing bool `json:"on_conflict_do_nothing,omitempty"`
 }
 
 // ParseConfig decodes and validates a postgres_output config, applying
@@ -141,24 +150,31 @@ func (c *Config) Validate(pk []string) error {
 	if c.Threads != nil && *c.Threads < 1 {
 		bad("threads", "must be at least 1")
 	}
-	if (c.SSLClientPEM != "" || c.SSLClientLocation != "" || c.SSLCertificateChainLocation != "") !=
-		(c.SSLClientKey != "" || c.SSLClientKeyLocation != "") {
-		bad("ssl_client_key", "give the client certificate (ssl_client_pem or ssl_client_location) and its key (ssl_client_key or ssl_client_key_location) together")
-	}
-	if c.SSLCAPEM != "" && !strings.Contains(c.SSLCAPEM, "env-NAME") {
-		if !x509.NewCertPool().AppendCertsFromPEM([]byte(c.SSLCAPEM)) {
-			bad("ssl_ca_pem", "no PEM certificate found")
-		}
-	}
+	errs = append(errs, c.TLSOptions.validate()...)
 	return errors.Join(errs...)
 }
 
+// validate reports the TLS options' problems, with their fields.
+func (c *TLSOptions) validate() []error {
+	var errs []error
+	if (c.SSLClientPEM != "" || c.SSLClientLocation != "" || c.SSLCertificateChainLocation != "") !=
+		(c.SSLClientKey != "" || c.SSLClientKeyLocation != "") {
+		errs = append(errs, connectors.TransportError("ssl_client_key", "give the client certificate (ssl_client_pem or ssl_client_location) and its key (ssl_client_key or ssl_client_key_location) together"))
+	}
+	if c.SSLCAPEM != "" && !strings.Contains(c.SSLCAPEM, "env-NAME") {
+		if !x509.NewCertPool().AppendCertsFromPEM([]byte(c.SSLCAPEM)) {
+			errs = append(errs, connectors.TransportError("ssl_ca_pem", "no PEM certificate found"))
+		}
+	}
+	return errs
+}
+
 // hasTLS reports whether the config asks for TLS (Feldera: a CA is given).
-func (c *Config) hasTLS() bool { return c.SSLCAPEM != "" || c.SSLCALocation != "" }
+func (c *TLSOptions) hasTLS() bool { return c.SSLCAPEM != "" || c.SSLCALocation != "" }
 
 // tlsConfig builds the TLS config for host from the ssl_* options, or nil
 // when none asks for TLS. File errors are config errors.
-func (c *Config) tlsConfig(host string) (*tls.Config, error) {
+func (c *TLSOptions) tlsConfig(host string) (*tls.Config, error) {
 	if !c.hasTLS() {
 		if c.SSLClientPEM != "" || c.SSLClientLocation != "" || c.SSLCertificateChainLocation != "" {
 			return nil, connectors.TransportError("ssl_ca_pem", "client certificates need ssl_ca_pem or ssl_ca_location, which turn TLS on")

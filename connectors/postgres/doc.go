@@ -11,4 +11,13 @@
 // locks first. A crash leaves both or neither, so the output is exactly
 // once; a stale attempt of the same output finds the position moved and
 // stops with ErrFenced.
+//
+// It is also the postgres_input transport (input.go,
+// https://docs.feldera.com/connectors/sources/postgresql): the rows of a
+// query read as a snapshot in one repeatable-read transaction through a
+// server-side cursor, then end of input. With Sluice's key_columns the
+// rows are read in key order and the checkpoint is the last key read, so a
+// resumed read neither skips nor repeats a row (exactly once); without it
+// the checkpoint counts rows and a resume skips that many (at least once,
+// and only as good as the query's order is stable).
 package postgres
