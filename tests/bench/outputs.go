@@ -40,6 +40,9 @@ type outputFigures struct {
 	deltaDeliver      time.Duration // delta_table_output
 	latency           []time.Duration
 	latencyRate       int
+	// postgres_input of the same rows (with an id key) into the table
+	// store, keyed and not, against psql \copy (query) TO STDOUT.
+	pgInKeyed, pgInPlain, pgInCopy time.Duration
 }
 
 // benchOutputs measures postgres_output, kafka_output and
@@ -81,6 +84,41 @@ func benchOutputs(ctx context.Context, c client.Client, dataDir, data, tmp strin
 		return f, fmt.Errorf("psql \\copy: %w: %s", err, out)
 	}
 	f.pgCopy = time.Since(start)
+
+	// postgres_input: the same rows, with an id, into the table store.
+	src := dest + "_in"
+	defer conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+src)
+	if _, err := conn.Exec(ctx, "CREATE TABLE "+src+" AS SELECT row_number() OVER () AS id, * FROM "+copyDest+"; ALTER TABLE "+src+" ADD PRIMARY KEY (id); VACUUM ANALYZE "+src); err != nil {
+		return f, err
+	}
+	start = time.Now()
+	if out, err := exec.Command("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null", "-c",
+		fmt.Sprintf(`\copy (SELECT * FROM %s ORDER BY id) TO STDOUT`, src)).CombinedOutput(); err != nil {
+		return f, fmt.Errorf("psql \\copy to stdout: %w: %s", err, out)
+	}
+	f.pgInCopy = time.Since(start)
+	for _, keyed := range []bool{true, false} {
+		cfg := map[string]any{"uri": pgURI, "query": "SELECT * FROM " + src}
+		if keyed {
+			cfg["key_columns"] = []string{"id"}
+		}
+		raw, _ := json.Marshal(cfg)
+		p := flights(data, fmt.Sprintf("pgin%d%v", suffix, keyed))
+		p.Tables[0].Columns = append([]pipeline.Column{{Name: "id", Type: "BIGINT"}}, p.Tables[0].Columns...)
+		p.Tables[0].Connectors = []pipeline.Connector{{Name: "backfill", Transport: pipeline.Transport{Name: "postgres_input", Config: raw}}}
+		if err := pipeline.Validate(p, builtin.Registry()); err != nil {
+			return f, err
+		}
+		start := time.Now()
+		if err := execute(ctx, c, p); err != nil {
+			return f, fmt.Errorf("postgres_input: %w", err)
+		}
+		if keyed {
+			f.pgInKeyed = time.Since(start)
+		} else {
+			f.pgInPlain = time.Since(start)
+		}
+	}
 
 	// Delta: 3M flights into delta_table_output (the baseline, a plain
 	// arrow-go read and Parquet write of the same file, is the main one).
@@ -271,6 +309,8 @@ func (f outputFigures) print(base time.Duration, rows int64) {
 	}
 	fmt.Printf("  delta_table_output, %d rows: %6.2fs; plain arrow-go read+write: %6.2fs; throughput ratio %.2f   (target >= 0.8)\n",
 		rows, f.deltaDeliver.Seconds(), base.Seconds(), base.Seconds()/f.deltaDeliver.Seconds())
+	fmt.Printf("  postgres_input into the table store, %d rows: key_columns [id] %6.2fs, no key %6.2fs; psql \\copy (query) TO STDOUT %6.2fs; ratio %.2f and %.2f   (target <= 1.5)\n",
+		f.pgRows, f.pgInKeyed.Seconds(), f.pgInPlain.Seconds(), f.pgInCopy.Seconds(), f.pgInKeyed.Seconds()/f.pgInCopy.Seconds(), f.pgInPlain.Seconds()/f.pgInCopy.Seconds())
 	fmt.Printf("  live latency, table commit -> PostgreSQL commit (%d versions at %d records/s): p50 %s  p95 %s  max %s   (target p95 <= 1s)\n",
 		len(f.latency), f.latencyRate, pct(f.latency, 50), pct(f.latency, 95), pct(f.latency, 100))
 }
