@@ -496,7 +496,13 @@ func (s *Input) read(ctx context.Context) (connectors.Batch, error) {
 	}
 	weight := rb.Field(len(s.cols)).(*array.Int64Builder)
 	var n, bytes int64
-	key := slices.Clone(s.cp.Key)
+	// The previous row's key, as the server's text, in buffers reused
+	// from row to row.
+	key := make([][]byte, len(s.keys))
+	for i, k := range s.cp.Key {
+		key[i] = []byte(k)
+	}
+	haveKey := len(s.cp.Key) > 0
 	for rows.Next() {
 		raw := rows.RawValues()
 		row := s.cp.Rows + n + 1
@@ -514,18 +520,19 @@ func (s *Input) read(ctx context.Context) (connectors.Batch, error) {
 			}
 		}
 		if len(s.keys) > 0 {
-			next := make([]string, len(s.keys))
+			same := haveKey
 			for i := range s.keys {
 				v := raw[len(s.cols)+i]
 				if v == nil {
 					return connectors.Batch{}, connectors.Fatal(fmt.Errorf("key column %q of row %d is NULL: key_columns must not be NULL", s.cfg.KeyColumns[i], row))
 				}
-				next[i] = string(v)
+				same = same && string(v) == string(key[i])
+				key[i] = append(key[i][:0], v...)
 			}
-			if slices.Equal(next, key) {
-				return connectors.Batch{}, connectors.Fatal(fmt.Errorf("key_columns %v are not unique in the query's result: key (%s) appears twice at row %d; give key_columns that identify rows, as a primary key does", s.cfg.KeyColumns, truncate(strings.Join(next, ", "), 200), row))
+			if same {
+				return connectors.Batch{}, connectors.Fatal(fmt.Errorf("key_columns %v are not unique in the query's result: key (%s) appears twice at row %d; give key_columns that identify rows, as a primary key does", s.cfg.KeyColumns, truncate(joinKey(key), 200), row))
 			}
-			key = next
+			haveKey = true
 		}
 		weight.Append(1)
 		n++
@@ -542,7 +549,10 @@ func (s *Input) read(ctx context.Context) (connectors.Batch, error) {
 	}
 	cp := InputCheckpoint{Rows: s.cp.Rows + n}
 	if len(s.keys) > 0 {
-		cp.KeyColumns, cp.Key = s.cfg.KeyColumns, key
+		cp.KeyColumns, cp.Key = s.cfg.KeyColumns, make([]string, len(key))
+		for i, k := range key {
+			cp.Key[i] = string(k)
+		}
 	}
 	raw, err := json.Marshal(cp)
 	if err != nil {
@@ -898,4 +908,13 @@ func numericText(v pgtype.Numeric) string {
 		}
 	}
 	return "the value"
+}
+
+// joinKey is a key's values, comma-separated, for messages.
+func joinKey(key [][]byte) string {
+	parts := make([]string, len(key))
+	for i, k := range key {
+		parts[i] = string(k)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -88,7 +88,10 @@ func benchOutputs(ctx context.Context, c client.Client, dataDir, data, tmp strin
 	// postgres_input: the same rows, with an id, into the table store.
 	src := dest + "_in"
 	defer conn.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+src)
-	if _, err := conn.Exec(ctx, "CREATE TABLE "+src+" AS SELECT row_number() OVER () AS id, * FROM "+copyDest+"; ALTER TABLE "+src+" ADD PRIMARY KEY (id); VACUUM ANALYZE "+src); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE TABLE "+src+" AS SELECT row_number() OVER () AS id, * FROM "+copyDest+"; ALTER TABLE "+src+" ADD PRIMARY KEY (id)"); err != nil {
+		return f, err
+	}
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE "+src); err != nil {
 		return f, err
 	}
 	start = time.Now()
