@@ -284,14 +284,7 @@ func TestCompaction(t *testing.T) {
 	ctx := context.Background()
 	o := Options{CheckpointInterval: 5, CompactMinFiles: 4}
 	tbl, loc := create(t, o)
-	schema := pipeline.WithWeight(testSchema)
-	commit := func(n int64) {
-		rec := batch("c", n, 2)
-		_, err := tbl.Commit(ctx, Commit{Table: "t", Connector: "c", Number: n, Epoch: 1, Records: []arrow.RecordBatch{rec}, Schema: schema})
-		rec.Release()
-		require.NoError(t, err)
-		tbl.Flush()
-	}
+	commit := func(n int64) { commitAndSettle(t, tbl, n) }
 	for n := int64(1); n <= 30; n++ {
 		commit(n)
 	}
@@ -315,17 +308,7 @@ func TestCompaction(t *testing.T) {
 	for _, c := range snap {
 		require.Equal(t, 2, c)
 	}
-	dataFiles := func() int {
-		entries, err := os.ReadDir(loc)
-		require.NoError(t, err)
-		n := 0
-		for _, e := range entries {
-			if strings.HasSuffix(e.Name(), ".parquet") {
-				n++
-			}
-		}
-		return n
-	}
+	dataFiles := func() int { return countDataFiles(t, loc) }
 	require.Equal(t, 30+compactions, dataFiles(), "within retention, merged-away files stay for readers of older versions")
 
 	tbl.opts.Retention = time.Millisecond
@@ -340,31 +323,38 @@ func TestCompaction(t *testing.T) {
 	require.Len(t, counts(t, tbl, false), 35)
 }
 
+// commitAndSettle commits connector c's commit n (two rows) and waits for
+// the background checkpoint and compaction it starts.
+func commitAndSettle(t *testing.T, tbl *Table, n int64) {
+	rec := batch("c", n, 2)
+	_, err := tbl.Commit(context.Background(), Commit{Table: "t", Connector: "c", Number: n, Epoch: 1,
+		Records: []arrow.RecordBatch{rec}, Schema: pipeline.WithWeight(testSchema)})
+	rec.Release()
+	require.NoError(t, err)
+	tbl.Flush()
+}
+
+// countDataFiles counts the Parquet files in a local table's root.
+func countDataFiles(t *testing.T, loc string) int {
+	entries, err := os.ReadDir(loc)
+	require.NoError(t, err)
+	n := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".parquet") {
+			n++
+		}
+	}
+	return n
+}
+
 // TestHoldKeepsFiles: a reader's hold (an output's position) keeps the
 // files it has still to read past the retention; an expired hold does
 // not.
 func TestHoldKeepsFiles(t *testing.T) {
 	ctx := context.Background()
 	tbl, loc := create(t, Options{CheckpointInterval: 5, CompactMinFiles: 4})
-	schema := pipeline.WithWeight(testSchema)
-	commit := func(n int64) {
-		rec := batch("c", n, 2)
-		_, err := tbl.Commit(ctx, Commit{Table: "t", Connector: "c", Number: n, Epoch: 1, Records: []arrow.RecordBatch{rec}, Schema: schema})
-		rec.Release()
-		require.NoError(t, err)
-		tbl.Flush()
-	}
-	dataFiles := func() int {
-		entries, err := os.ReadDir(loc)
-		require.NoError(t, err)
-		n := 0
-		for _, e := range entries {
-			if strings.HasSuffix(e.Name(), ".parquet") {
-				n++
-			}
-		}
-		return n
-	}
+	commit := func(n int64) { commitAndSettle(t, tbl, n) }
+	dataFiles := func() int { return countDataFiles(t, loc) }
 	for n := int64(1); n <= 20; n++ {
 		commit(n)
 	}
