@@ -197,7 +197,16 @@ type deliverItem struct {
 // version's changes, then a commit item once it has passed every version
 // the table had when it looked. It polls every DeliverPoll once caught
 // up and, with finish, ends with ErrEndOfInput instead.
-func (d *deliverer) read(ctx context.Context, delivered int64, finish bool, emit func(deliverItem, int64) bool) error {
+func (d *deliverer) read(ctx context.Context, delivered int64, finish bool, emit func(deliverItem, int64) bool) (err error) {
+	// A panic decoding the table's files fails the output, not the worker
+	// (this runs in the pump's goroutine, outside Temporal's recovery).
+	defer func() {
+		var p *connectors.PanicError
+		if errors.As(err, &p) {
+			activity.GetLogger(d.ctx).Error("reading the table panicked", "endpoint", d.endpoint, "panic", fmt.Sprint(p.Value), "stack", p.Stack)
+		}
+	}()
+	defer connectors.Recover(&err, d.endpoint+" read the table")
 	caughtUp := false
 	for {
 		if err := d.table.Refresh(ctx); err != nil {
@@ -330,9 +339,11 @@ func (d *deliverer) commit(newest, rows int64) error {
 	}
 	d.setDelivered(newest)
 	d.hb.set(d.progress)
-	if time.Since(d.held) >= HoldInterval {
+	if rows > 0 && time.Since(d.held) >= HoldInterval {
 		// A failure leaves the older hold, which keeps more: retried at
-		// the next commit.
+		// the next commit. A commit without rows may leave the
+		// destination's position where it was (kafka_output commits no
+		// empty transaction), so it does not move the hold.
 		if err := d.table.Hold(d.ctx, d.reader, newest); err == nil {
 			d.held = time.Now()
 		} else {

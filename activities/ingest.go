@@ -220,7 +220,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, secrets *connec
 
 	w := &writer{
 		Activities: a, ctx: ctx, table: table, tableName: in.Table.Name, connector: in.Connector.Name, schema: change, progress: progress,
-		epoch: activity.GetInfo(ctx).StartedTime.UnixNano(),
+		epoch:   activity.GetInfo(ctx).StartedTime.UnixNano(),
 		secrets: *secrets, hb: hb,
 	}
 	w.commitRows, w.commitWait = commitCadence(in.Connector, src)
@@ -230,7 +230,9 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, secrets *connec
 				b.Record.Release()
 			}
 		},
-		func(ctx context.Context, emit func(connectors.Batch, int64) bool) error { return w.read(ctx, src, emit) })
+		func(ctx context.Context, emit func(connectors.Batch, int64) bool) error {
+			return w.read(ctx, src, emit)
+		})
 	hb.track(&p.queued)
 	// Before the source closes (deferred above, so after this), the reader
 	// must have returned.
@@ -362,7 +364,7 @@ type writer struct {
 	connector  string
 	schema     *arrow.Schema
 	progress   Progress
-	epoch      int64 // this attempt's, for fencing (store.State)
+	epoch      int64         // this attempt's, for fencing (store.State)
 	commitRows int64         // commit once this many records wait
 	commitWait time.Duration // or this long after the previous commit
 	hb         *heartbeat
@@ -523,7 +525,8 @@ type heartbeat struct {
 }
 
 func startHeartbeat(ctx context.Context, interval time.Duration, p Progress) *heartbeat {
-	h := &heartbeat{ctx: ctx, progress: p, done: make(chan struct{}), stopped: make(chan struct{})}
+	h := &heartbeat{ctx: ctx, done: make(chan struct{}), stopped: make(chan struct{})}
+	h.set(p) // its own copy of the output metrics
 	go func() {
 		defer close(h.stopped)
 		tick := time.NewTicker(interval)

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -566,9 +567,9 @@ func (t *Table) checkpoint(ctx context.Context, snap *delta.Snapshot) error {
 		return err
 	}
 	expired := time.Now().Add(-t.opts.Retention).UnixMilli()
-	if held, err := t.oldestHold(ctx); err != nil {
-		return err
-	} else if held >= 0 {
+	if held, ok, err := t.oldestHold(ctx); err != nil {
+		expired = math.MinInt64 // holds unknown: vacuum nothing this time, still checkpoint
+	} else if ok {
 		expired = min(expired, held-holdSlack.Milliseconds())
 	}
 	var vacuumed []string
@@ -1006,14 +1007,14 @@ func (t *Table) Hold(ctx context.Context, reader string, version int64) error {
 }
 
 // oldestHold returns the earliest commit time (ms) a live hold keeps
-// files removed after, or -1 without holds. An unreadable hold file
-// counts as a hold of everything (0) rather than be ignored.
-func (t *Table) oldestHold(ctx context.Context) (int64, error) {
+// files removed after, and whether there is one. A hold file that does
+// not parse counts as a hold of everything (0) until it expires, by its
+// modification time.
+func (t *Table) oldestHold(ctx context.Context) (oldest int64, ok bool, err error) {
 	entries, err := t.st.List(ctx, HoldsDir, "")
 	if err != nil {
-		return -1, err
+		return 0, false, err
 	}
-	oldest := int64(-1)
 	live := time.Now().Add(-HoldExpiry).UnixMilli()
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name, ".json") || strings.HasPrefix(e.Name, ".") {
@@ -1024,20 +1025,20 @@ func (t *Table) oldestHold(ctx context.Context) (int64, error) {
 			continue
 		}
 		if err != nil {
-			return -1, err
+			return 0, false, err
 		}
 		var h hold
 		if json.Unmarshal(b, &h) != nil {
-			h = hold{Updated: time.Now().UnixMilli()}
+			h = hold{Updated: e.ModTime.UnixMilli()}
 		}
 		if h.Updated < live {
 			continue
 		}
-		if oldest < 0 || h.Since < oldest {
-			oldest = h.Since
+		if !ok || h.Since < oldest {
+			oldest, ok = h.Since, true
 		}
 	}
-	return oldest, nil
+	return oldest, ok, nil
 }
 
 // String is the table's location.

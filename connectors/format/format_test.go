@@ -90,13 +90,17 @@ not json
 func TestJSONInsertDelete(t *testing.T) {
 	in := []byte(`{"insert": {"delay": 1, "distance": 10}}
 {"delete": {"delay": 1, "distance": 10}}
-{"upsert": {"delay": 1, "distance": 10}}`)
+{"upsert": {"delay": 1, "distance": 10}}
+{"insert": {"delay": 1, "Delay": 2, "DELAY": 3, "distance": 10}}`)
 	rows, errs, _ := readAll(t, &pipeline.Format{Name: "json", Config: json.RawMessage(`{"update_format": "insert_delete"}`)}, flights, in, 100)
 	require.Len(t, rows, 2)
 	require.Equal(t, 1.0, rows[0]["_weight"])
 	require.Equal(t, -1.0, rows[1]["_weight"])
-	require.Len(t, errs, 1)
+	require.Len(t, errs, 2)
 	require.Contains(t, errs[0].Message, `unknown key "upsert"`)
+	// Fields that name one column in different case would leave the
+	// value to chance: a parse error naming them.
+	require.Contains(t, errs[1].Message, `fields ["DELAY" "Delay" "delay"] all name column delay`)
 }
 
 func TestCSV(t *testing.T) {

@@ -29,6 +29,7 @@ type Rows struct {
 	schema  *arrow.Schema // table schema, without the weight
 	b       *array.RecordBuilder
 	byName  map[string]int
+	seen    []bool // stageJSON's columns named so far, reused
 	staging []any
 }
 
@@ -138,23 +139,22 @@ func (r *Rows) stageJSON(obj map[string]any) error {
 	}
 	// Two fields naming one column (names match case-insensitively) would
 	// leave the value to map order: an error instead.
-	var named [][]string
-	for k := range obj {
-		i, ok := r.byName[k]
-		if !ok {
-			if i, ok = r.byName[strings.ToLower(k)]; !ok {
-				continue
+	if len(obj) > 1 {
+		if r.seen == nil {
+			r.seen = make([]bool, len(r.staging))
+		}
+		clear(r.seen)
+		for k := range obj {
+			i, ok := r.byName[k]
+			if !ok {
+				if i, ok = r.byName[strings.ToLower(k)]; !ok {
+					continue
+				}
 			}
-		}
-		if named == nil {
-			named = make([][]string, len(r.staging))
-		}
-		named[i] = append(named[i], k)
-	}
-	for i, names := range named {
-		if len(names) > 1 {
-			slices.Sort(names)
-			return fmt.Errorf("fields %q all name column %s (names match case-insensitively)", names, r.schema.Field(i).Name)
+			if r.seen[i] {
+				return r.sameColumn(obj, i)
+			}
+			r.seen[i] = true
 		}
 	}
 	for k, v := range obj {
@@ -171,6 +171,22 @@ func (r *Rows) stageJSON(obj map[string]any) error {
 		r.staging[i] = cv
 	}
 	return nil
+}
+
+// sameColumn is the error for the fields of obj that all name column i.
+func (r *Rows) sameColumn(obj map[string]any, i int) error {
+	var names []string
+	for k := range obj {
+		j, ok := r.byName[k]
+		if !ok {
+			j, ok = r.byName[strings.ToLower(k)]
+		}
+		if ok && j == i {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return fmt.Errorf("fields %q all name column %s (names match case-insensitively)", names, r.schema.Field(i).Name)
 }
 
 // AppendStrings appends a record from text fields in column order (CSV).

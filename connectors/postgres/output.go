@@ -323,13 +323,22 @@ func (o *Output) openOffsets(ctx context.Context) error {
 	if err != nil {
 		return classify(err)
 	}
-	// A _sluice_offsets of an earlier Sluice has no table_id column.
-	_, err = o.conn.Exec(ctx, "ALTER TABLE "+o.offsets+" ADD COLUMN IF NOT EXISTS table_id text")
-	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42701") {
-		err = nil // added concurrently by another output
-	}
-	if err != nil {
+	// A _sluice_offsets of an earlier Sluice has no table_id column. Look
+	// first: ALTER TABLE needs ownership and an exclusive lock even when
+	// the column exists, and other outputs hold row locks on the table
+	// for whole deliveries.
+	var has bool
+	if err := o.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'table_id' AND NOT attisdropped)", o.offsets).Scan(&has); err != nil {
 		return classify(err)
+	}
+	if !has {
+		_, err = o.conn.Exec(ctx, "ALTER TABLE "+o.offsets+" ADD COLUMN IF NOT EXISTS table_id text")
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42701") {
+			err = nil // added concurrently by another output
+		}
+		if err != nil {
+			return classify(err)
+		}
 	}
 	if _, err := o.conn.Exec(ctx, "INSERT INTO "+o.offsets+" VALUES ($1, $2, $3, -1) ON CONFLICT DO NOTHING", o.p.Pipeline, o.p.Table, o.p.Connector); err != nil {
 		return classify(err)
