@@ -108,7 +108,7 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput, secrets *conn
 		return progress, fmt.Errorf("%s: %w", endpoint, err)
 	}
 	d := &deliverer{ctx: ctx, table: table, sink: sink, hb: hb, progress: progress, endpoint: endpoint,
-		reader: in.Connector.Name, held: time.Now()}
+		reader: in.Connector.Name, held: time.Now(), secrets: *secrets}
 	if g, ok := sink.(connectors.Guaranteed); ok {
 		d.progress.Output.Guarantee = g.Guarantee()
 	} else {
@@ -163,6 +163,7 @@ func (a *Activities) sink(in IngestInput, schema *arrow.Schema, tableID string, 
 }
 
 type deliverer struct {
+	secrets  connectors.Secrets // what the config's ${env:NAME} resolved to
 	ctx      context.Context
 	table    *store.Table
 	sink     connectors.Sink
@@ -203,7 +204,7 @@ func (d *deliverer) read(ctx context.Context, delivered int64, finish bool, emit
 	defer func() {
 		var p *connectors.PanicError
 		if errors.As(err, &p) {
-			activity.GetLogger(d.ctx).Error("reading the table panicked", "endpoint", d.endpoint, "panic", fmt.Sprint(p.Value), "stack", p.Stack)
+			activity.GetLogger(d.ctx).Error("reading the table panicked", "endpoint", d.endpoint, "panic", d.secrets.Redact(fmt.Sprint(p.Value)), "stack", d.secrets.Redact(p.Stack))
 		}
 	}()
 	defer connectors.Recover(&err, d.endpoint+" read the table")
