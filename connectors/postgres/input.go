@@ -701,24 +701,13 @@ type decoder func(raw []byte) error
 // builder b; readable(c.field.Type, c.oid) holds.
 func (s *Input) decoder(c inCol, f pgconn.FieldDescription, b array.Builder) decoder {
 	m := s.types
-	scan := func(target any) func(raw []byte) error {
-		plan := m.PlanScan(f.DataTypeOID, f.Format, target)
-		return func(raw []byte) error { return plan.Scan(raw, target) }
-	}
 	switch b := b.(type) {
 	case *array.BooleanBuilder:
-		var v bool
-		sc := scan(&v)
-		return func(raw []byte) error {
-			if err := sc(raw); err != nil {
-				return err
-			}
+		return scanInto(m, f, func(v bool) error {
 			b.Append(v)
 			return nil
-		}
+		})
 	case *array.Int8Builder, *array.Int16Builder, *array.Int32Builder, *array.Int64Builder:
-		var v int64
-		sc := scan(&v)
 		var appendInt func(int64) error
 		switch b := b.(type) {
 		case *array.Int8Builder:
@@ -736,77 +725,42 @@ func (s *Input) decoder(c inCol, f pgconn.FieldDescription, b array.Builder) dec
 		case *array.Int64Builder:
 			appendInt = func(v int64) error { b.Append(v); return nil }
 		}
-		return func(raw []byte) error {
-			if err := sc(raw); err != nil {
-				return err
-			}
-			return appendInt(v)
-		}
+		return scanInto(m, f, appendInt)
 	case *array.Float32Builder:
-		var v float32
-		sc := scan(&v)
-		return func(raw []byte) error {
-			if err := sc(raw); err != nil {
-				return err
-			}
+		return scanInto(m, f, func(v float32) error {
 			b.Append(v)
 			return nil
-		}
+		})
 	case *array.Float64Builder:
-		var v float64
-		sc := scan(&v)
-		return func(raw []byte) error {
-			if err := sc(raw); err != nil {
-				return err
-			}
+		return scanInto(m, f, func(v float64) error {
 			b.Append(v)
 			return nil
-		}
+		})
 	case *array.Decimal128Builder:
 		dt := c.field.Type.(*arrow.Decimal128Type)
 		if c.oid != oidNumeric {
-			var v int64
-			sc := scan(&v)
-			return func(raw []byte) error {
-				if err := sc(raw); err != nil {
-					return err
-				}
+			return scanInto(m, f, func(v int64) error {
 				return appendDecimal(b, dt, big.NewInt(v), 0)
-			}
+			})
 		}
-		var v pgtype.Numeric
-		sc := scan(&v)
-		return func(raw []byte) error {
-			if err := sc(raw); err != nil {
-				return err
-			}
+		return scanInto(m, f, func(v pgtype.Numeric) error {
 			if v.NaN || v.InfinityModifier != pgtype.Finite {
 				return fmt.Errorf("%s cannot be held by %s", numericText(v), sqlName(dt))
 			}
 			return appendDecimal(b, dt, v.Int, v.Exp)
-		}
+		})
 	case *array.StringBuilder:
 		// Text types arrive as their UTF-8 bytes in both formats.
 		return func(raw []byte) error { b.BinaryBuilder.Append(raw); return nil }
 	case *array.LargeStringBuilder:
 		return func(raw []byte) error { b.BinaryBuilder.Append(raw); return nil }
 	case *array.BinaryBuilder:
-		var v []byte
-		sc := scan(&v)
-		return func(raw []byte) error {
-			if err := sc(raw); err != nil {
-				return err
-			}
+		return scanInto(m, f, func(v []byte) error {
 			b.Append(v)
 			return nil
-		}
+		})
 	case *array.Date32Builder:
-		var v pgtype.Date
-		sc := scan(&v)
-		return func(raw []byte) error {
-			if err := sc(raw); err != nil {
-				return err
-			}
+		return scanInto(m, f, func(v pgtype.Date) error {
 			if v.InfinityModifier != pgtype.Finite {
 				return fmt.Errorf("date %s cannot be held by DATE", v.InfinityModifier)
 			}
@@ -816,21 +770,16 @@ func (s *Input) decoder(c inCol, f pgconn.FieldDescription, b array.Builder) dec
 			}
 			b.Append(arrow.Date32(days))
 			return nil
-		}
+		})
 	case *array.Time64Builder:
-		var v pgtype.Time
-		sc := scan(&v)
 		mul := int64(1)
 		if b.Type().(*arrow.Time64Type).Unit == arrow.Nanosecond {
 			mul = 1000
 		}
-		return func(raw []byte) error {
-			if err := sc(raw); err != nil {
-				return err
-			}
+		return scanInto(m, f, func(v pgtype.Time) error {
 			b.Append(arrow.Time64(v.Microseconds * mul))
 			return nil
-		}
+		})
 	case *array.TimestampBuilder:
 		unit := b.Type().(*arrow.TimestampType).Unit
 		conv := func(t time.Time) arrow.Timestamp {
@@ -845,34 +794,37 @@ func (s *Input) decoder(c inCol, f pgconn.FieldDescription, b array.Builder) dec
 			return arrow.Timestamp(t.UnixMicro())
 		}
 		if c.oid == oidTimestampTZ {
-			var v pgtype.Timestamptz
-			sc := scan(&v)
-			return func(raw []byte) error {
-				if err := sc(raw); err != nil {
-					return err
-				}
+			return scanInto(m, f, func(v pgtype.Timestamptz) error {
 				if v.InfinityModifier != pgtype.Finite {
 					return fmt.Errorf("timestamp %s cannot be held by TIMESTAMP", v.InfinityModifier)
 				}
 				b.Append(conv(v.Time.UTC()))
 				return nil
-			}
+			})
 		}
-		var v pgtype.Timestamp
-		sc := scan(&v)
-		return func(raw []byte) error {
-			if err := sc(raw); err != nil {
-				return err
-			}
+		return scanInto(m, f, func(v pgtype.Timestamp) error {
 			if v.InfinityModifier != pgtype.Finite {
 				return fmt.Errorf("timestamp %s cannot be held by TIMESTAMP", v.InfinityModifier)
 			}
 			b.Append(conv(v.Time))
 			return nil
-		}
+		})
 	}
 	return func([]byte) error {
 		return fmt.Errorf("postgres_input cannot read into %s", c.field.Type)
+	}
+}
+
+// scanInto is a decoder that scans each value into a T with pgx's plan
+// for the column's type and format (planned once), then hands it to add.
+func scanInto[T any](m *pgtype.Map, f pgconn.FieldDescription, add func(T) error) decoder {
+	var v T
+	plan := m.PlanScan(f.DataTypeOID, f.Format, &v)
+	return func(raw []byte) error {
+		if err := plan.Scan(raw, &v); err != nil {
+			return err
+		}
+		return add(v)
 	}
 }
 
