@@ -18,8 +18,15 @@
 // domain (PROTOCOL.md, "Action Reconciliation"). [LoadLatest] does the
 // same without listing the log, so that its cost depends on the commits
 // since the last checkpoint, not on the table's age. Tables that need a
-// reader feature this package does not implement (deletion vectors, v2
-// checkpoints, type widening, ...) are refused with an error naming them.
+// reader feature this package does not implement (v2 checkpoints, type
+// widening, ...) are refused with an error naming them.
+//
+// Deletion vectors (PROTOCOL.md, "Deletion Vectors"): add and remove
+// actions carry a [DeletionVector] descriptor, files are reconciled by
+// (path, deletion vector id), and [ReadDeletionVector] reads the set of
+// deleted row positions from a deletion vector file (relative "u" or
+// absolute "p") or from the log itself (inline "i"), checking its size,
+// magic number, CRC-32 and cardinality.
 //
 // Writing: [WriteCommit] puts a version's actions put-if-absent (link(2)
 // locally, a conditional PutObject on S3), which is the mutual exclusion

@@ -58,8 +58,11 @@ type File struct {
 	// change the table's rows. Absent reads as true.
 	DataChange *bool `json:"dataChange"`
 	// Stats is a JSON object: numRecords, minValues, maxValues, nullCount.
-	Stats          string          `json:"stats,omitempty"`
-	DeletionVector json.RawMessage `json:"deletionVector,omitempty"`
+	Stats string `json:"stats,omitempty"`
+	// DeletionVector, when set, names the rows of the data file that are
+	// deleted (PROTOCOL.md, "Deletion Vectors"). The logical file is the
+	// pair (path, DeletionVector.UniqueID()).
+	DeletionVector *DeletionVector `json:"deletionVector,omitempty"`
 	// ExtendedFileMetadata says a remove carries partitionValues and size.
 	ExtendedFileMetadata bool `json:"extendedFileMetadata,omitempty"`
 }
@@ -136,6 +139,19 @@ func (a *File) FilePath() (string, error) {
 	return p, nil
 }
 
+// DV returns the file's deletion vector, or nil when it has none.
+func (a *File) DV() *DeletionVector {
+	if !a.DeletionVector.IsSet() {
+		return nil
+	}
+	return a.DeletionVector
+}
+
+// DVID is the file's deletion vector's unique id, "" without one: with
+// the path, the key of the logical file (PROTOCOL.md, "Action
+// Reconciliation").
+func (a *File) DVID() string { return a.DeletionVector.UniqueID() }
+
 // NumRecords returns the file's row count from its stats, or -1.
 func (a *File) NumRecords() int64 {
 	var s struct {
@@ -209,6 +225,7 @@ func (p PartitionValues) MarshalJSON() ([]byte, error) {
 // 3) Sluice reads correctly.
 var supportedReaderFeatures = map[string]bool{
 	"columnMapping":       true,
+	"deletionVectors":     true, // ReadDeletionVector; readers drop the rows
 	"timestampNtz":        true,
 	"vacuumProtocolCheck": true, // only constrains VACUUM
 }
@@ -453,7 +470,8 @@ type Snapshot struct {
 	Version  int64
 	Protocol *Protocol
 	Metadata *Metadata
-	// Files are the active data files, by decoded path.
+	// Files are the active data files, by decoded path; a path is active
+	// with at most one deletion vector.
 	Files map[string]*File
 	// Tombstones are the removed files, by decoded path, that a checkpoint
 	// keeps until they expire (delta.deletedFileRetentionDuration).
@@ -479,7 +497,8 @@ func (s *Snapshot) Clone() *Snapshot {
 }
 
 // LoadTombstones reads the remove actions LoadLatest skipped, keeping
-// those of files not active again.
+// those of logical files (path and deletion vector) not active again
+// and not removed again since.
 func (s *Snapshot) LoadTombstones(ctx context.Context, st Storage) error {
 	for _, part := range s.TombstonesFrom {
 		actions, err := readCheckpoint(ctx, st, part, map[string]bool{"remove": true})
@@ -494,7 +513,7 @@ func (s *Snapshot) LoadTombstones(ctx context.Context, st Storage) error {
 			if err != nil {
 				return err
 			}
-			if s.Files[p] == nil && s.Tombstones[p] == nil {
+			if (s.Files[p] == nil || s.Files[p].DVID() != a.Remove.DVID()) && s.Tombstones[p] == nil {
 				s.Tombstones[p] = a.Remove
 			}
 		}
@@ -508,8 +527,24 @@ func NewSnapshot() *Snapshot {
 	return &Snapshot{Version: -1, Files: map[string]*File{}, Tombstones: map[string]*File{}, Txns: map[string]int64{}, Domains: map[string]string{}}
 }
 
-// Apply applies one commit's (or checkpoint's) actions.
-func (s *Snapshot) Apply(actions []Action) error {
+// Apply applies one commit's (or checkpoint's) actions. A logical file
+// is the pair (path, deletion vector id) (PROTOCOL.md, "Action
+// Reconciliation"): a remove takes away the active file of its path only
+// if its deletion vector is the same, so a commit that removes a file
+// with its old deletion vector and adds it with a new one leaves the new
+// one active, in either order; a tombstone is cleared only by re-adding
+// the same logical file. Files and Tombstones hold one entry per path.
+// A remove without a deletion vector of a path that is active with one
+// and not added again in the same actions removes it: writers that omit
+// the descriptor from remove actions mean the file.
+func (s *Snapshot) Apply(actions []Action) error { return s.apply(actions, false) }
+
+// apply applies a commit's actions, or a checkpoint part's: a
+// checkpoint is already reconciled, so its removes are tombstones only
+// (and its parts may hold a file's add and an older remove of its path
+// apart).
+func (s *Snapshot) apply(actions []Action, checkpoint bool) error {
+	var added map[string]bool // paths added in actions, built on first need
 	for _, a := range actions {
 		switch {
 		case a.Protocol != nil:
@@ -522,13 +557,29 @@ func (s *Snapshot) Apply(actions []Action) error {
 				return err
 			}
 			s.Files[p] = a.Add
-			delete(s.Tombstones, p)
+			if t := s.Tombstones[p]; t != nil && t.DVID() == a.Add.DVID() {
+				delete(s.Tombstones, p)
+			}
 		case a.Remove != nil:
 			p, err := a.Remove.FilePath()
 			if err != nil {
 				return err
 			}
-			delete(s.Files, p)
+			f := s.Files[p]
+			if checkpoint {
+				f = nil
+			}
+			if f != nil && f.DVID() != a.Remove.DVID() && a.Remove.DV() == nil {
+				if added == nil {
+					added = addedPaths(actions)
+				}
+				if !added[p] {
+					f = &File{} // the descriptor-less remove matches
+				}
+			}
+			if f != nil && f.DVID() == a.Remove.DVID() {
+				delete(s.Files, p)
+			}
 			s.Tombstones[p] = a.Remove
 		case a.Txn != nil:
 			s.Txns[a.Txn.AppID] = a.Txn.Version
@@ -541,6 +592,19 @@ func (s *Snapshot) Apply(actions []Action) error {
 		}
 	}
 	return nil
+}
+
+// addedPaths returns the decoded paths of the add actions.
+func addedPaths(actions []Action) map[string]bool {
+	out := map[string]bool{}
+	for _, a := range actions {
+		if a.Add != nil {
+			if p, err := a.Add.FilePath(); err == nil {
+				out[p] = true
+			}
+		}
+	}
+	return out
 }
 
 // validate checks the state is a readable table.
@@ -621,7 +685,7 @@ func (s *Snapshot) loadCheckpoint(ctx context.Context, st Storage, v int64, part
 		if err != nil {
 			return err
 		}
-		if err := s.Apply(actions); err != nil {
+		if err := s.apply(actions, true); err != nil {
 			return connectors.Fatal(err)
 		}
 	}

@@ -345,7 +345,15 @@ func sortedKeys[V any](m map[string]V) []string {
 // of its version and points _delta_log/_last_checkpoint at it
 // (PROTOCOL.md, "Checkpoints"). Writers that checkpoint the same version
 // write the same actions, so either file may win.
+//
+// It does not write deletion vectors: a snapshot with a file that has
+// one is refused, rather than checkpointed with its deleted rows back.
 func WriteCheckpoint(ctx context.Context, st Storage, s *Snapshot) error {
+	for _, f := range s.Files {
+		if f.DV() != nil {
+			return fmt.Errorf("checkpoint %d: file %s has a deletion vector, which Sluice does not write into checkpoints", s.Version, f.Path)
+		}
+	}
 	rows := s.checkpointRows()
 	var js bytes.Buffer
 	for _, r := range rows {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2/roaring64"
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/compute"
@@ -37,8 +38,11 @@ const (
 // Version is the snapshot's table version and File indexes its data files
 // in read order (by path, or by timestamp_column); in the follow phase,
 // Version is the commit being ingested and File indexes its data-changing
-// add and remove actions in log order. Row is the rows of that file
-// already read.
+// add and remove actions in log order (a remove and an add of one path,
+// which change its deletion vector, count as one change followed by a
+// second for rows the new vector restores). Row is the position in the
+// Parquet file of the next row to read, counting rows a deletion vector
+// deletes, so that a resume neither skips nor repeats rows.
 type Checkpoint struct {
 	Phase   string `json:"phase"`
 	Version int64  `json:"version"`
@@ -47,9 +51,16 @@ type Checkpoint struct {
 }
 
 // change is a data file whose rows enter the table with weight.
+// Without update, the rows read are all but those deleted (the file's
+// deletion vector); with update, only the rows in keep that are not in
+// deleted (for a deletion vector replaced in a commit: the rows the new
+// vector deletes and the old one did not, or the reverse).
 type change struct {
-	file   *dlog.File
-	weight int64
+	file    *dlog.File
+	weight  int64
+	deleted *dlog.DeletionVector
+	update  bool
+	keep    *dlog.DeletionVector
 }
 
 // Source reads a Delta table.
@@ -144,8 +155,8 @@ func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
 }
 
 // Open reads the log up to the checkpoint's version. A missing table, a
-// missing version, a protocol that needs unsupported reader features and
-// deletion vectors are fatal.
+// missing version and a protocol that needs unsupported reader features
+// are fatal. Deletion vectors are read when their data file is opened.
 func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) error {
 	if err := s.open(ctx); err != nil {
 		return err
@@ -203,7 +214,7 @@ func (s *Source) setState(snap *dlog.Snapshot) error {
 func (s *Source) snapshotFiles() []change {
 	out := make([]change, 0, len(s.state.Files))
 	for _, f := range s.state.Files {
-		out = append(out, change{f, 1})
+		out = append(out, change{file: f, weight: 1, deleted: f.DV()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].file.Path < out[j].file.Path })
 	if s.cfg.TimestampColumn != "" {
@@ -262,8 +273,37 @@ func (s *Source) loadCommit(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// A remove and an add of the same path that both change data replace
+	// the file's deletion vector (PROTOCOL.md, "Deletion Vectors"): its
+	// other rows stay, so only the difference is read.
+	addOf, removeOf := map[string]*dlog.File{}, map[string]*dlog.File{}
+	for _, a := range actions {
+		if a.Add != nil && a.Add.DataChanged() && addOf[a.Add.Path] == nil {
+			addOf[a.Add.Path] = a.Add
+		}
+		if a.Remove != nil && a.Remove.DataChanged() && removeOf[a.Remove.Path] == nil {
+			removeOf[a.Remove.Path] = a.Remove
+		}
+	}
+	paired := map[string]bool{}
 	var changes []change
 	for _, a := range actions {
+		var path string
+		if a.Add != nil && a.Add.DataChanged() {
+			path = a.Add.Path
+		} else if a.Remove != nil && a.Remove.DataChanged() {
+			path = a.Remove.Path
+		}
+		if path != "" && addOf[path] != nil && removeOf[path] != nil {
+			if !paired[path] {
+				paired[path] = true
+				add, rm := addOf[path], removeOf[path]
+				changes = append(changes,
+					change{file: add, weight: -1, update: true, keep: add.DV(), deleted: rm.DV()},
+					change{file: add, weight: 1, update: true, keep: rm.DV(), deleted: add.DV()})
+			}
+			continue
+		}
 		switch {
 		case a.Protocol != nil:
 			if err := a.Protocol.Check(); err != nil {
@@ -276,15 +316,18 @@ func (s *Source) loadCommit(ctx context.Context) (bool, error) {
 			}
 			s.cols = cols
 		case a.Add != nil && a.Add.DataChanged():
-			changes = append(changes, change{a.Add, 1})
+			changes = append(changes, change{file: a.Add, weight: 1, deleted: a.Add.DV()})
 		case a.Remove != nil && a.Remove.DataChanged():
 			rm := *a.Remove
-			if rm.PartitionValues == nil { // not extendedFileMetadata: take them from the add
-				if p, err := rm.FilePath(); err == nil && s.state.Files[p] != nil {
+			if p, err := rm.FilePath(); err == nil && s.state.Files[p] != nil {
+				if rm.PartitionValues == nil { // not extendedFileMetadata: take them from the add
 					rm.PartitionValues = s.state.Files[p].PartitionValues
 				}
+				if rm.DV() == nil { // a remove without the descriptor means the active file (Snapshot.Apply)
+					rm.DeletionVector = s.state.Files[p].DV()
+				}
 			}
-			changes = append(changes, change{&rm, -1})
+			changes = append(changes, change{file: &rm, weight: -1, deleted: rm.DV()})
 		}
 	}
 	if s.cols == nil {
@@ -338,9 +381,6 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 		}
 		if s.cp.File < len(s.files) {
 			c := s.files[s.cp.File]
-			if len(c.file.DeletionVector) > 0 && string(c.file.DeletionVector) != "null" {
-				return connectors.Batch{}, connectors.Fatal(fmt.Errorf("%s: file %s has a deletion vector, which Sluice does not support", s.st, c.file.Path))
-			}
 			filters := []*predicate.Predicate{s.filter}
 			if s.cp.Phase == PhaseSnapshot {
 				filters = append(filters, s.snapFilter)
@@ -348,6 +388,11 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 			r, err := s.openFile(ctx, c, filters)
 			if err != nil {
 				return connectors.Batch{}, err
+			}
+			if r == nil { // no row of the file to read
+				s.cp.File++
+				s.cp.Row = 0
+				continue
 			}
 			s.cur = r
 			continue
@@ -385,13 +430,55 @@ type fileReader struct {
 	weightCol int
 	filters   []*predicate.Predicate
 	change    *arrow.Schema
+	// rows chooses the rows read by their position in the file: nil
+	// reads all; with only set, rows in it; else rows not in it.
+	rows *roaring64.Bitmap
+	only bool
+	// last is, with only, the position of the last row to read.
+	last int64
 }
 
-// openFile opens a data file at the checkpoint's row.
+// openFile opens a data file at the checkpoint's row, with its deletion
+// vectors read; nil (and no error) when none of its rows are to be read.
 func (s *Source) openFile(ctx context.Context, c change, filters []*predicate.Predicate) (*fileReader, error) {
 	path, err := c.file.FilePath()
 	if err != nil {
 		return nil, connectors.Fatal(err)
+	}
+	deleted, err := dlog.ReadDeletionVector(ctx, s.st, c.deleted)
+	if err != nil {
+		return nil, fmt.Errorf("version %d, file %s: %w", s.cp.Version, path, err)
+	}
+	rows, only := deleted, false
+	if c.update {
+		keep, err := dlog.ReadDeletionVector(ctx, s.st, c.keep)
+		if err != nil {
+			return nil, fmt.Errorf("version %d, file %s: %w", s.cp.Version, path, err)
+		}
+		if keep == nil || keep.IsEmpty() {
+			return nil, nil
+		}
+		if deleted != nil {
+			keep.AndNot(deleted)
+		}
+		if keep.IsEmpty() {
+			return nil, nil
+		}
+		rows, only = keep, true
+	}
+	if rows != nil && rows.IsEmpty() && !only {
+		rows = nil
+	}
+	// Reading only chosen rows starts at the first one not yet read (row
+	// groups before it are skipped) and ends after the last.
+	start, last := s.cp.Row, int64(-1)
+	if only {
+		it := rows.Iterator()
+		it.AdvanceIfNeeded(uint64(start))
+		if !it.HasNext() {
+			return nil, nil
+		}
+		start, last = int64(it.PeekNext()), int64(rows.Maximum())
 	}
 	f, err := s.st.Open(ctx, path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -404,7 +491,7 @@ func (s *Source) openFile(ctx context.Context, c change, filters []*predicate.Pr
 	if err != nil {
 		return nil, err
 	}
-	r := &fileReader{p: s.p, weight: c.weight, change: pipeline.WithWeight(s.p.Schema)}
+	r := &fileReader{p: s.p, weight: c.weight, change: pipeline.WithWeight(s.p.Schema), rows: rows, only: only, last: last}
 	for _, fl := range filters {
 		if fl != nil {
 			r.filters = append(r.filters, fl)
@@ -443,7 +530,7 @@ func (s *Source) openFile(ctx context.Context, c change, filters []*predicate.Pr
 		dataFields = append(dataFields, arrow.Field{Name: pipeline.WeightColumn, Type: arrow.PrimitiveTypes.Int64})
 		names = append(names, s.cols.PhysicalName(pipeline.WeightColumn))
 	}
-	pq, err := format.OpenParquetColumns(ctx, f, arrow.NewSchema(dataFields, nil), names, s.p.Alloc(), s.p.BatchSize, s.cp.Row)
+	pq, err := format.OpenParquetColumns(ctx, f, arrow.NewSchema(dataFields, nil), names, s.p.Alloc(), s.p.BatchSize, start)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %s: %w", s.st, path, err)
@@ -455,6 +542,9 @@ func (s *Source) openFile(ctx context.Context, c change, filters []*predicate.Pr
 // next returns the next batch of the file in the change schema; io.EOF
 // at its end.
 func (r *fileReader) next(ctx context.Context) (arrow.RecordBatch, error) {
+	if r.only && r.pq.Row() > r.last {
+		return nil, io.EOF
+	}
 	rec, err := r.pq.Next(ctx)
 	if err != nil {
 		return nil, err
@@ -510,10 +600,41 @@ func (r *fileReader) next(ctx context.Context) (arrow.RecordBatch, error) {
 	}
 	out := array.NewRecordBatch(r.change, cols, n)
 	ctx = compute.WithAllocator(ctx, alloc)
+	if r.rows != nil {
+		if out, err = r.selectRows(ctx, out, r.pq.Row()-n); err != nil {
+			return nil, err
+		}
+	}
 	for _, f := range r.filters {
 		if out, err = f.Apply(ctx, out); err != nil {
 			return nil, fmt.Errorf("filter: %w", err)
 		}
+	}
+	return out, nil
+}
+
+// selectRows keeps the rows of rec, the file's rows from position start,
+// that r.rows chooses; it releases rec.
+func (r *fileReader) selectRows(ctx context.Context, rec arrow.RecordBatch, start int64) (arrow.RecordBatch, error) {
+	n := int(rec.NumRows())
+	b := array.NewBooleanBuilder(r.p.Alloc())
+	defer b.Release()
+	b.Reserve(n)
+	all := true
+	for i := range n {
+		keep := r.rows.Contains(uint64(start)+uint64(i)) == r.only
+		all = all && keep
+		b.UnsafeAppend(keep)
+	}
+	if all {
+		return rec, nil
+	}
+	mask := b.NewArray()
+	defer mask.Release()
+	defer rec.Release()
+	out, err := compute.FilterRecordBatch(ctx, rec, mask, compute.DefaultFilterOptions())
+	if err != nil {
+		return nil, fmt.Errorf("deletion vector: %w", err)
 	}
 	return out, nil
 }

@@ -243,8 +243,10 @@ func TestColumnMapping(t *testing.T) {
 	require.Equal(t, []string{"8", "9"}, table(t, d.Rows))
 }
 
-// TestUnsupportedReaderFeatures: a table that needs deletion vectors is
-// refused with the feature's name, not read with wrong rows.
+// TestUnsupportedReaderFeatures: a table that needs a reader feature
+// Sluice does not implement (v2 checkpoints) is refused with the
+// feature's name, not read with wrong rows; deletionVectors and
+// columnMapping are supported.
 func TestUnsupportedReaderFeatures(t *testing.T) {
 	rec := fixture.Int64s("id", 1)
 	defer rec.Release()
@@ -254,7 +256,7 @@ func TestUnsupportedReaderFeatures(t *testing.T) {
 	require.NoError(t, err)
 	err = src.Open(context.Background(), nil)
 	require.ErrorIs(t, err, connectors.ErrFatal)
-	require.EqualError(t, err, dir+": the table requires reader features that Sluice does not support: deletionVectors, v2Checkpoint")
+	require.EqualError(t, err, dir+": the table requires reader features that Sluice does not support: v2Checkpoint")
 }
 
 func TestConfigErrors(t *testing.T) {
