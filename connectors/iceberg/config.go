@@ -16,7 +16,10 @@ import (
 // s3:// locations.
 type Config struct {
 	s3.Settings
-	// Mode is snapshot, the only mode: read one snapshot, then end of input.
+	// Mode is snapshot (read one snapshot, then end of input), follow
+	// (ingest the changes of every snapshot committed after the start
+	// snapshot, in parent-chain order) or snapshot_and_follow (read the
+	// snapshot, then follow).
 	Mode string `json:"mode"`
 	// MetadataLocation reads the table without a catalog: a
 	// *.metadata.json file, or a table directory whose
@@ -45,10 +48,16 @@ type Config struct {
 	CatalogName string `json:"catalog_name,omitempty"`
 	// SnapshotID reads this snapshot; Datetime the one current at that
 	// time (RFC 3339, or "2006-01-02 15:04:05" in UTC). Default: the
-	// table's current snapshot when the connector first starts.
+	// table's current snapshot when the connector first starts. In
+	// follow mode, the connector follows the snapshots after it.
 	SnapshotID *int64 `json:"snapshot_id,omitempty"`
 	Datetime   string `json:"datetime,omitempty"`
-	// SnapshotFilter keeps only rows for which this SQL predicate holds.
+	// EndSnapshotID is, in the follow modes, the last snapshot ingested:
+	// once its changes (or, if it is the start snapshot, the snapshot
+	// itself) have been read, the connector reaches end of input.
+	EndSnapshotID *int64 `json:"end_snapshot_id,omitempty"`
+	// SnapshotFilter keeps only rows of the snapshot (not of followed
+	// changes) for which this SQL predicate holds.
 	SnapshotFilter string `json:"snapshot_filter,omitempty"`
 	// TimestampColumn is Feldera's option to read the snapshot in time
 	// order; Sluice does not implement it yet and says so.
@@ -60,6 +69,13 @@ type Config struct {
 	AllowMovedPaths bool `json:"allow_moved_paths,omitempty"`
 }
 
+// Modes of [Config.Mode] (Feldera's iceberg_input names).
+const (
+	ModeSnapshot          = "snapshot"
+	ModeFollow            = "follow"
+	ModeSnapshotAndFollow = "snapshot_and_follow"
+)
+
 var dialects = map[string]string{"pgx": "postgres", "postgres": "postgres", "mysql": "mysql", "sqlite": "sqlite"}
 
 // Validate reports every problem at once, with paths relative to the
@@ -67,13 +83,17 @@ var dialects = map[string]string{"pgx": "postgres", "postgres": "postgres", "mys
 func (c *Config) Validate(schema *arrow.Schema) error {
 	errs := []error{c.Settings.Validate()}
 	switch c.Mode {
-	case "snapshot":
+	case ModeSnapshot, ModeFollow, ModeSnapshotAndFollow:
 	case "":
-		errs = append(errs, connectors.TransportError("mode", "required: snapshot"))
-	case "follow", "snapshot_and_follow":
-		errs = append(errs, connectors.TransportError("mode", "%s is not supported yet: iceberg_input reads one snapshot", c.Mode))
+		errs = append(errs, connectors.TransportError("mode", "required: snapshot, follow or snapshot_and_follow"))
 	default:
-		errs = append(errs, connectors.TransportError("mode", "want snapshot, got %q", c.Mode))
+		errs = append(errs, connectors.TransportError("mode", "want snapshot, follow or snapshot_and_follow, got %q", c.Mode))
+	}
+	if c.EndSnapshotID != nil && c.Mode == ModeSnapshot {
+		errs = append(errs, connectors.TransportError("end_snapshot_id", "only for modes that follow (snapshot mode ends after the snapshot)"))
+	}
+	if c.SnapshotFilter != "" && c.Mode == ModeFollow {
+		errs = append(errs, connectors.TransportError("snapshot_filter", "mode follow reads no snapshot"))
 	}
 	switch {
 	case c.MetadataLocation == "" && c.CatalogType == "":

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"sort"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/compute"
 	iceberggo "github.com/apache/iceberg-go"
@@ -21,32 +21,62 @@ import (
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite", for SQL catalogs in SQLite
 
 	"github.com/sluicehq/sluice/connectors"
-	"github.com/sluicehq/sluice/connectors/format"
 	"github.com/sluicehq/sluice/connectors/predicate"
 )
 
-// Checkpoint is iceberg_input's position: the snapshot being read, the
-// index of the data file in the scan's files (sorted by path) and the
-// rows of it already read. Empty marks a table with no snapshot.
+// PollInterval is how often the follow modes look for a new snapshot
+// once every known one has been ingested.
+var PollInterval = time.Second
+
+// Phases of a [Checkpoint].
+const (
+	PhaseSnapshot = "snapshot"
+	PhaseFollow   = "follow"
+)
+
+// Checkpoint is iceberg_input's position. In the snapshot phase (Phase
+// "snapshot", or "" in checkpoints written before the follow modes),
+// SnapshotID is the snapshot being read and File indexes its data files
+// (sorted by path); in the follow phase, SnapshotID is the snapshot whose
+// changes against its parent are being ingested and File indexes the data
+// files those changes touch (sorted by path). Row is the rows of that
+// file already read, counted in the file before any delete is applied,
+// so a resumed connector neither skips nor re-reads a row. Done marks
+// SnapshotID as read entirely: the next snapshot to follow is its child.
+// Empty marks a table with no snapshot (yet).
 type Checkpoint struct {
-	SnapshotID int64 `json:"snapshot_id"`
-	File       int   `json:"file"`
-	Row        int64 `json:"row"`
-	Empty      bool  `json:"empty,omitempty"`
+	Phase      string `json:"phase,omitempty"`
+	SnapshotID int64  `json:"snapshot_id"`
+	File       int    `json:"file"`
+	Row        int64  `json:"row"`
+	Done       bool   `json:"done,omitempty"`
+	Empty      bool   `json:"empty,omitempty"`
 }
 
-// Source reads one snapshot of an Iceberg table.
+// Source reads an Iceberg table: one snapshot, then (in the follow
+// modes) the changes of each snapshot committed after it. Its methods
+// are called from one goroutine; the caller releases each batch's
+// record.
 type Source struct {
 	cfg    Config
 	p      connectors.Params
 	filter *predicate.Predicate
 
-	fio   *fileIO
-	tbl   *table.Table
-	cp    Checkpoint
-	files []string              // data files of the snapshot, sorted
-	ids   []int                 // the Iceberg field id of each table column, 0 if none
-	cur   *format.ParquetReader // owns and closes its data file
+	fio     *fileIO
+	cat     catalog.Catalog // loaded once, for catalog_type rest or sql
+	tbl     *table.Table
+	cp      Checkpoint
+	units   []unit // data files of the checkpoint's snapshot or change
+	planned bool   // units are those of s.cp's snapshot and phase
+	ids     []int  // the Iceberg field id of each table column, 0 if none
+	dels    *deleteCache
+	// planCache is the snapshot planned last: following on, the parent
+	// of the next snapshot.
+	planCache struct {
+		id    int64
+		tasks map[string]*table.FileScanTask
+	}
+	cur *fileReader
 }
 
 // New validates the config without I/O.
@@ -68,8 +98,9 @@ func New(p connectors.Params) (connectors.Source, error) {
 	return s, nil
 }
 
-// Bounded is true: iceberg_input reaches end of input after its snapshot.
-func (s *Source) Bounded() bool { return true }
+// Bounded reports whether the connector reaches end of input: in
+// snapshot mode, and in the follow modes with end_snapshot_id.
+func (s *Source) Bounded() bool { return s.cfg.Mode == ModeSnapshot || s.cfg.EndSnapshotID != nil }
 
 // load loads the table's metadata through the catalog or the metadata
 // location. Missing tables and unreachable catalogs are fatal.
@@ -78,29 +109,47 @@ func (s *Source) load(ctx context.Context) error {
 		return nil
 	}
 	s.fio = &fileIO{ctx: ctx, settings: s.cfg.Settings}
+	return connectors.Fatal(s.loadTable(ctx))
+}
+
+// refresh reloads the table's metadata to see new snapshots. Errors are
+// retryable: a catalog can be briefly unreachable.
+func (s *Source) refresh(ctx context.Context) error {
+	if err := s.loadTable(ctx); err != nil {
+		return fmt.Errorf("refresh: %w", err)
+	}
+	s.matchColumns()
+	return nil
+}
+
+// loadTable (re)loads the table's metadata into s.tbl.
+func (s *Source) loadTable(ctx context.Context) error {
 	fsys := func(context.Context) (icebergio.IO, error) { return s.fio, nil }
 	var metaLoc string
 	if s.cfg.MetadataLocation != "" {
 		loc, err := s.fio.metadataFile(s.cfg.MetadataLocation)
 		if err != nil {
-			return connectors.Fatal(err)
+			return err
 		}
 		tbl, err := table.NewFromLocation(ctx, []string{path.Base(s.cfg.MetadataLocation)}, loc, fsys, nil)
 		if err != nil {
-			return connectors.Fatal(fmt.Errorf("iceberg table %s: %w", loc, err))
+			return fmt.Errorf("iceberg table %s: %w", loc, err)
 		}
 		s.tbl, metaLoc = tbl, loc
 	} else {
 		if s.cfg.CatalogName == "" {
 			s.cfg.CatalogName = "default"
 		}
-		cat, err := catalog.Load(ctx, s.cfg.CatalogName, s.catalogProps())
-		if err != nil {
-			return connectors.Fatal(fmt.Errorf("iceberg %s catalog: %w", s.cfg.CatalogType, err))
+		if s.cat == nil {
+			cat, err := catalog.Load(ctx, s.cfg.CatalogName, s.catalogProps())
+			if err != nil {
+				return fmt.Errorf("iceberg %s catalog: %w", s.cfg.CatalogType, err)
+			}
+			s.cat = cat
 		}
-		tbl, err := cat.LoadTable(ctx, catalog.ToIdentifier(s.cfg.TableName))
+		tbl, err := s.cat.LoadTable(ctx, catalog.ToIdentifier(s.cfg.TableName))
 		if err != nil {
-			return connectors.Fatal(fmt.Errorf("iceberg table %s: %w", s.cfg.TableName, err))
+			return fmt.Errorf("iceberg table %s: %w", s.cfg.TableName, err)
 		}
 		// Read through Sluice's IO (its S3 settings), not the catalog's.
 		metaLoc = tbl.MetadataLocation()
@@ -141,10 +190,19 @@ func (s *Source) catalogProps() iceberggo.Properties {
 	return props
 }
 
-// Resolve fixes the snapshot at the connector's first activation.
+// Resolve fixes the start at the connector's first activation: the
+// snapshot to read (snapshot modes) or the snapshot after which to
+// follow (mode follow): snapshot_id, datetime or the current one. A
+// table without snapshots starts empty; the follow modes then ingest its
+// first snapshot when it appears. An end_snapshot_id that precedes the
+// start is fatal.
 func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
 	if err := s.load(ctx); err != nil {
 		return nil, err
+	}
+	phase := PhaseSnapshot
+	if s.cfg.Mode == ModeFollow {
+		phase = PhaseFollow
 	}
 	var snap *table.Snapshot
 	switch {
@@ -159,10 +217,18 @@ func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
 		}
 	default:
 		if snap = s.tbl.CurrentSnapshot(); snap == nil {
-			return json.Marshal(Checkpoint{Empty: true}) // a table without data
+			return json.Marshal(Checkpoint{Phase: phase, Empty: true}) // a table without data
 		}
 	}
-	return json.Marshal(Checkpoint{SnapshotID: snap.SnapshotID})
+	if end := s.cfg.EndSnapshotID; end != nil && *end != snap.SnapshotID {
+		for a := snap; a != nil && a.ParentSnapshotID != nil; {
+			if *a.ParentSnapshotID == *end {
+				return nil, connectors.Fatal(fmt.Errorf("iceberg table %s: end_snapshot_id %d comes before the start snapshot %d", s.tbl.Location(), *end, snap.SnapshotID))
+			}
+			a = s.tbl.SnapshotByID(*a.ParentSnapshotID)
+		}
+	}
+	return json.Marshal(Checkpoint{Phase: phase, SnapshotID: snap.SnapshotID, Done: phase == PhaseFollow})
 }
 
 // snapshotAsOf returns the snapshot that was current at ms: from the
@@ -185,8 +251,9 @@ func (s *Source) snapshotAsOf(ms int64) *table.Snapshot {
 	return nil
 }
 
-// Open plans the scan of the checkpoint's snapshot. Delete files and
-// data files that are not Parquet are fatal.
+// Open loads the table and plans the checkpoint's snapshot or change.
+// A missing (expired) snapshot, deletion vectors and files that are not
+// Parquet are fatal.
 func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) error {
 	if len(checkpoint) == 0 {
 		var err error
@@ -199,52 +266,51 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 	if err := json.Unmarshal(checkpoint, &s.cp); err != nil {
 		return connectors.Fatal(fmt.Errorf("iceberg_input checkpoint %s: %w", checkpoint, err))
 	}
-	if s.cp.Empty {
+	if s.cp.Phase == "" {
+		s.cp.Phase = PhaseSnapshot
+	}
+	s.matchColumns()
+	if s.cp.Empty || s.cp.Done {
 		return nil
 	}
-	if s.tbl.SnapshotByID(s.cp.SnapshotID) == nil {
-		return connectors.Fatal(fmt.Errorf("iceberg table %s: snapshot %d no longer exists (expired?)", s.tbl.Location(), s.cp.SnapshotID))
-	}
-	tasks, err := s.tbl.Scan(table.WithSnapshotID(s.cp.SnapshotID)).PlanFiles(ctx)
-	if err != nil {
-		return connectors.Fatal(fmt.Errorf("iceberg table %s: plan snapshot %d: %w", s.tbl.Location(), s.cp.SnapshotID, err))
-	}
-	for _, t := range tasks {
-		if n := len(t.DeleteFiles) + len(t.EqualityDeleteFiles) + len(t.DeletionVectorFiles); n > 0 {
-			return connectors.Fatal(fmt.Errorf("iceberg table %s: data file %s has %d delete files (position or equality deletes, or deletion vectors), which Sluice does not support yet",
-				s.tbl.Location(), t.File.FilePath(), n))
-		}
-		if f := t.File.FileFormat(); f != iceberggo.ParquetFile {
-			return connectors.Fatal(fmt.Errorf("iceberg table %s: data file %s is %s; Sluice reads Parquet", s.tbl.Location(), t.File.FilePath(), f))
-		}
-		s.files = append(s.files, t.File.FilePath())
-	}
-	sort.Strings(s.files)
-	// Data files are matched by field id, so files written before a
-	// column was renamed still read into it (Iceberg spec, "Column
-	// Projection"); table columns name the current schema's fields.
-	cur := s.tbl.Schema()
-	for _, f := range s.p.Schema.Fields() {
-		id := 0
-		if nf, ok := cur.FindFieldByName(f.Name); ok {
-			id = nf.ID
-		} else if nf, ok := cur.FindFieldByNameCaseInsensitive(f.Name); ok {
-			id = nf.ID
-		}
-		s.ids = append(s.ids, id)
-	}
-	return nil
+	return s.plan(ctx)
 }
 
-// Read returns the next batch of the snapshot; connectors.ErrEndOfInput
-// after its last row.
+// matchColumns maps each table column to its Iceberg field id in the
+// table's current schema (exactly by name, else case-insensitively).
+// Data files are then matched by field id, so files written before a
+// column was renamed still read into it (Iceberg spec, "Column
+// Projection"). Columns already matched keep their id.
+func (s *Source) matchColumns() {
+	cur := s.tbl.Schema()
+	if s.ids == nil {
+		s.ids = make([]int, s.p.Schema.NumFields())
+	}
+	for i, f := range s.p.Schema.Fields() {
+		if s.ids[i] != 0 {
+			continue
+		}
+		if nf, ok := cur.FindFieldByName(f.Name); ok {
+			s.ids[i] = nf.ID
+		} else if nf, ok := cur.FindFieldByNameCaseInsensitive(f.Name); ok {
+			s.ids[i] = nf.ID
+		}
+	}
+}
+
+// Read returns the next batch: rows of the snapshot (weight +1) or of a
+// followed snapshot's changes (+1 inserts, -1 deletes), or an empty batch
+// whose checkpoint moves past a snapshot. The follow modes wait for new
+// snapshots, polling every [PollInterval]; snapshot mode, and the follow
+// modes once end_snapshot_id has been ingested, return
+// connectors.ErrEndOfInput.
 func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 	for {
 		if s.cur != nil {
-			rec, err := s.cur.Next(ctx)
+			rec, err := s.cur.next(ctx)
 			if err == nil {
-				s.cp.Row = s.cur.Row()
-				if s.filter != nil {
+				s.cp.Row = s.cur.row
+				if rec != nil && s.filter != nil && s.cp.Phase == PhaseSnapshot {
 					if rec, err = s.filter.Apply(compute.WithAllocator(ctx, s.p.Alloc()), rec); err != nil {
 						return connectors.Batch{}, fmt.Errorf("snapshot_filter: %w", err)
 					}
@@ -253,27 +319,94 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 				return connectors.Batch{Record: rec, Checkpoint: cp}, nil
 			}
 			if !errors.Is(err, io.EOF) {
-				return connectors.Batch{}, fmt.Errorf("%s: %w", s.files[s.cp.File], err)
+				return connectors.Batch{}, fmt.Errorf("%s: %w", s.units[s.cp.File].path, err)
 			}
 			s.closeFile()
 			s.cp.File++
 			s.cp.Row = 0
 		}
-		if s.cp.Empty || s.cp.File >= len(s.files) {
+		if !s.cp.Empty && !s.cp.Done {
+			if !s.planned {
+				if err := s.plan(ctx); err != nil {
+					return connectors.Batch{}, err
+				}
+			}
+			if s.cp.File < len(s.units) {
+				r, err := s.open(ctx, s.units[s.cp.File])
+				if err != nil {
+					return connectors.Batch{}, err
+				}
+				s.cur = r
+				continue
+			}
+			// The snapshot or the followed change is done.
+			s.cp = Checkpoint{Phase: s.cp.Phase, SnapshotID: s.cp.SnapshotID, Done: true}
+			s.units, s.planned = nil, false
+			if s.cfg.Mode == ModeSnapshot {
+				return connectors.Batch{}, connectors.ErrEndOfInput
+			}
+			cp, _ := json.Marshal(s.cp)
+			return connectors.Batch{Checkpoint: cp}, nil
+		}
+		if s.cfg.Mode == ModeSnapshot {
 			return connectors.Batch{}, connectors.ErrEndOfInput
 		}
-		name := s.files[s.cp.File]
-		f, err := s.fio.Open(name)
-		if err != nil {
-			return connectors.Batch{}, connectors.Fatal(fmt.Errorf("iceberg table %s snapshot %d: %w", s.tbl.Location(), s.cp.SnapshotID, err))
+		if end := s.cfg.EndSnapshotID; end != nil && s.cp.Done && s.cp.SnapshotID == *end {
+			return connectors.Batch{}, connectors.ErrEndOfInput
 		}
-		pq, err := format.OpenParquetMatched(ctx, f, s.p.Schema, format.ByFieldID(s.ids, format.ByName(nil)), s.p.Alloc(), s.p.BatchSize, s.cp.Row)
-		if err != nil {
-			f.Close()
-			return connectors.Batch{}, fmt.Errorf("%s: %w", name, err)
+		next, err := s.child()
+		if err == nil && next == nil {
+			if err = s.refresh(ctx); err == nil {
+				next, err = s.child()
+			}
 		}
-		s.cur = pq
+		if err != nil {
+			return connectors.Batch{}, err
+		}
+		if next == nil {
+			select {
+			case <-ctx.Done():
+				return connectors.Batch{}, ctx.Err()
+			case <-time.After(PollInterval):
+			}
+			continue
+		}
+		s.cp = Checkpoint{Phase: PhaseFollow, SnapshotID: next.SnapshotID}
 	}
+}
+
+// child returns the snapshot to follow after the checkpoint's: its child
+// on the current snapshot's parent chain (the chain's root for an empty
+// start), or nil if the checkpoint's snapshot is the current one. A
+// checkpoint snapshot that is no longer an ancestor of the current
+// snapshot (a rollback, or expired history) is fatal: following on would
+// skip or repeat changes.
+func (s *Source) child() (*table.Snapshot, error) {
+	cur := s.tbl.CurrentSnapshot()
+	if cur == nil && !s.cp.Empty {
+		return nil, connectors.Fatal(fmt.Errorf("iceberg table %s has no current snapshot any more; cannot follow on from snapshot %d", s.tbl.Location(), s.cp.SnapshotID))
+	}
+	var prev *table.Snapshot
+	for snap := cur; snap != nil; {
+		if !s.cp.Empty && snap.SnapshotID == s.cp.SnapshotID {
+			return prev, nil
+		}
+		prev = snap
+		if snap.ParentSnapshotID == nil {
+			break
+		}
+		parent := s.tbl.SnapshotByID(*snap.ParentSnapshotID)
+		if parent == nil {
+			return nil, connectors.Fatal(fmt.Errorf("iceberg table %s: snapshot %d, parent of %d, no longer exists (expired?); cannot follow on from snapshot %d",
+				s.tbl.Location(), *snap.ParentSnapshotID, snap.SnapshotID, s.cp.SnapshotID))
+		}
+		snap = parent
+	}
+	if s.cp.Empty {
+		return prev, nil // the root, or nil for a table still empty
+	}
+	return nil, connectors.Fatal(fmt.Errorf("iceberg table %s: snapshot %d is not an ancestor of the current snapshot %d (rolled back?); cannot follow on from it",
+		s.tbl.Location(), s.cp.SnapshotID, cur.SnapshotID))
 }
 
 func (s *Source) closeFile() error {

@@ -149,8 +149,10 @@ func TestSQLCatalog(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ name, cfg, want string }{
-		{"nothing", `{}`, "transport.config.mode: required: snapshot\ntransport.config.metadata_location: set metadata_location, or catalog_type and table_name"},
-		{"follow", `{"mode": "follow", "metadata_location": "/t"}`, "transport.config.mode: follow is not supported yet: iceberg_input reads one snapshot"},
+		{"nothing", `{}`, "transport.config.mode: required: snapshot, follow or snapshot_and_follow\ntransport.config.metadata_location: set metadata_location, or catalog_type and table_name"},
+		{"mode", `{"mode": "stream", "metadata_location": "/t"}`, "transport.config.mode: want snapshot, follow or snapshot_and_follow, got \"stream\""},
+		{"end in snapshot mode", `{"mode": "snapshot", "metadata_location": "/t", "end_snapshot_id": 1}`, "transport.config.end_snapshot_id: only for modes that follow (snapshot mode ends after the snapshot)"},
+		{"filter in follow mode", `{"mode": "follow", "metadata_location": "/t", "snapshot_filter": "id > 1"}`, "transport.config.snapshot_filter: mode follow reads no snapshot"},
 		{"rest without uri", `{"mode": "snapshot", "catalog_type": "rest", "table_name": "ns.t"}`, "transport.config.rest.uri: required for catalog_type rest"},
 		{"sql driver", `{"mode": "snapshot", "catalog_type": "sql", "table_name": "t", "sql.uri": "x", "sql.driver": "odbc"}`, "transport.config.table_name: want namespace.table, got \"t\"\ntransport.config.sql.driver: want pgx, mysql or sqlite, got \"odbc\""},
 		{"both selectors", `{"mode": "snapshot", "metadata_location": "/t", "snapshot_id": 1, "datetime": "2024-01-01"}`, "transport.config.datetime: set snapshot_id or datetime, not both"},
@@ -172,31 +174,6 @@ func TestS3(t *testing.T) {
 	require.Equal(t, int64(51793), d.Hash.Count)
 	want := read(t, fmt.Sprintf(`{"mode": "snapshot", "metadata_location": %q, "allow_moved_paths": true}`, fixture.Shared(t, "iceberg/lineitem_iceberg")), lineitem, nil, 0, false)
 	require.Equal(t, want.Hash, d.Hash, "the same rows as from the local copy")
-}
-
-// TestDeleteFilesRefused writes a format-v2 table with iceberg-go in a
-// SQL catalog kept in SQLite: an append, then a merge-on-read DELETE that
-// writes a position delete file. The append's snapshot reads; the
-// DELETE's is refused by name rather than read with the deleted row.
-func TestDeleteFilesRefused(t *testing.T) {
-	ctx := context.Background()
-	tbl, dbPath := sqliteTable(t, t.TempDir(), iceberggo.Properties{"format-version": "2", table.WriteDeleteModeKey: table.WriteModeMergeOnRead})
-	tbl = appendIDs(t, tbl, "id", 1, 2, 3)
-	appended := tbl.CurrentSnapshot().SnapshotID
-	tbl, err := tbl.Delete(ctx, iceberggo.EqualTo(iceberggo.Reference("id"), int64(2)), nil)
-	require.NoError(t, err)
-	require.NotEqual(t, appended, tbl.CurrentSnapshot().SnapshotID)
-
-	cfg := fmt.Sprintf(`{"mode": "snapshot", "catalog_type": "sql", "sql.uri": %q, "sql.driver": "sqlite", "table_name": "ns.t"`, dbPath)
-	d := read(t, cfg+fmt.Sprintf(`, "snapshot_id": %d}`, appended), fixture.Schema("id BIGINT"), nil, 0, true)
-	sort.Strings(d.Rows)
-	require.Equal(t, []string{"1|+1", "2|+1", "3|+1"}, d.Rows)
-
-	src, err := iceberg.New(connectors.Params{Config: json.RawMessage(cfg + "}"), Schema: fixture.Schema("id BIGINT"), BatchSize: 10})
-	require.NoError(t, err)
-	err = src.Open(ctx, nil)
-	require.ErrorIs(t, err, connectors.ErrFatal)
-	require.ErrorContains(t, err, "has 1 delete files (position or equality deletes, or deletion vectors), which Sluice does not support yet")
 }
 
 // TestRenamedColumn renames a column between two appends (iceberg-go's
@@ -221,7 +198,12 @@ func TestRenamedColumn(t *testing.T) {
 // sqliteTable creates table ns.t (one long column "id") with iceberg-go in
 // a SQL catalog kept in SQLite under dir, with the table properties
 // props. It returns the table and the catalog's database file.
-func sqliteTable(t *testing.T, dir string, props iceberggo.Properties) (*table.Table, string) {
+func sqliteTable(t testing.TB, dir string, props iceberggo.Properties) (*table.Table, string) {
+	return sqliteTableOf(t, dir, iceberggo.NewSchema(0, iceberggo.NestedField{ID: 1, Name: "id", Type: iceberggo.PrimitiveTypes.Int64}), props)
+}
+
+// sqliteTableOf is sqliteTable with the table schema sc.
+func sqliteTableOf(t testing.TB, dir string, sc *iceberggo.Schema, props iceberggo.Properties) (*table.Table, string) {
 	ctx := context.Background()
 	dbPath := filepath.Join(dir, "catalog.db")
 	db, err := sql.Open("sqlite", dbPath)
@@ -230,14 +212,13 @@ func sqliteTable(t *testing.T, dir string, props iceberggo.Properties) (*table.T
 	cat, err := sqlcat.NewCatalog("default", db, sqlcat.SQLite, iceberggo.Properties{})
 	require.NoError(t, err)
 	require.NoError(t, cat.CreateNamespace(ctx, []string{"ns"}, nil))
-	sc := iceberggo.NewSchema(0, iceberggo.NestedField{ID: 1, Name: "id", Type: iceberggo.PrimitiveTypes.Int64})
 	tbl, err := cat.CreateTable(ctx, []string{"ns", "t"}, sc, catalog.WithLocation("file://"+filepath.Join(dir, "t")), catalog.WithProperties(props))
 	require.NoError(t, err)
 	return tbl, dbPath
 }
 
 // appendIDs appends a one-column file of ids, the column named name.
-func appendIDs(t *testing.T, tbl *table.Table, name string, ids ...int64) *table.Table {
+func appendIDs(t testing.TB, tbl *table.Table, name string, ids ...int64) *table.Table {
 	rec := fixture.Int64s(name, ids...)
 	defer rec.Release()
 	rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
