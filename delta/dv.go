@@ -122,6 +122,11 @@ func (d *DeletionVector) RelativePath() (string, error) {
 		return "", fmt.Errorf("deletion vector %q: want a random prefix and a 20-character Z85 UUID", s)
 	}
 	prefix, enc := s[:len(s)-20], s[len(s)-20:]
+	// The prefix is a few random characters (a directory under the table
+	// root): one that climbs out of the root or is absolute is refused.
+	if strings.HasPrefix(prefix, "/") || strings.Contains(prefix, "..") || strings.Contains(prefix, `\`) {
+		return "", fmt.Errorf("deletion vector %q: random prefix %q is not a directory under the table root", s, prefix)
+	}
 	u, err := DecodeZ85(enc)
 	if err != nil {
 		return "", fmt.Errorf("deletion vector %q: UUID: %w", s, err)
@@ -279,6 +284,15 @@ func readDVFile(ctx context.Context, st Storage, d *DeletionVector) ([]byte, err
 	}
 	if d.offset() < 1 || d.SizeInBytes < 0 {
 		return nil, bad("invalid offset or sizeInBytes %d", d.SizeInBytes)
+	}
+	// The sizes come from the log: check them against the file's size
+	// before allocating for them.
+	fileSize, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: deletion vector file %s: %w", st, name, err)
+	}
+	if need := d.offset() + 4 + int64(d.SizeInBytes) + 4; need > fileSize {
+		return nil, bad("the file (%d bytes) ends before the %d bytes of sizeInBytes and checksum", fileSize, d.SizeInBytes)
 	}
 	buf := make([]byte, 4+int(d.SizeInBytes)+4)
 	if _, err := f.ReadAt(buf, d.offset()); err != nil {

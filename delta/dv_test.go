@@ -2,8 +2,15 @@ package delta_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -148,4 +155,131 @@ func TestLoadDeletionVectorTable(t *testing.T) {
 			require.Equal(t, *newest.DeletionVector, *f.DeletionVector)
 		}
 	}
+}
+
+// TestReplacedVectorLeavesNoTombstone: a commit that replaces a file's
+// deletion vector (remove with the old, add with the new, in either
+// order) leaves the path active and not a tombstone, since whatever
+// deletes tombstones by path (VACUUM) would delete a live file. A
+// checkpoint's remove of a path that a later commit adds again with a
+// vector is not loaded as a tombstone either.
+func TestReplacedVectorLeavesNoTombstone(t *testing.T) {
+	one, two := int32(1), int32(2)
+	dv1 := &delta.DeletionVector{StorageType: "u", PathOrInlineDv: "vBn[lx{q8@P<9BNH/isA", Offset: &one, SizeInBytes: 34, Cardinality: 1}
+	dv2 := &delta.DeletionVector{StorageType: "u", PathOrInlineDv: "vBn[lx{q8@P<9BNH/isA", Offset: &two, SizeInBytes: 34, Cardinality: 2}
+	f := func(dv *delta.DeletionVector) *delta.File {
+		return &delta.File{Path: "a.parquet", DeletionVector: dv, DeletionTimestamp: 1}
+	}
+	for _, tc := range []struct {
+		name    string
+		actions []delta.Action
+	}{
+		{"remove then add", []delta.Action{{Remove: f(dv1)}, {Add: f(dv2)}}},
+		{"add then remove", []delta.Action{{Add: f(dv2)}, {Remove: f(dv1)}}},
+		{"remove without the vector, then add", []delta.Action{{Remove: f(nil)}, {Add: f(dv2)}}},
+		{"remove of another vector", []delta.Action{{Remove: f(dv2)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := delta.NewSnapshot()
+			require.NoError(t, s.Apply([]delta.Action{{Add: f(dv1)}}))
+			require.NoError(t, s.Apply(tc.actions))
+			require.NotNil(t, s.Files["a.parquet"], "active")
+			require.Nil(t, s.Tombstones["a.parquet"], "an active path is no tombstone")
+		})
+	}
+	t.Run("removed, then re-added", func(t *testing.T) {
+		s := delta.NewSnapshot()
+		require.NoError(t, s.Apply([]delta.Action{{Add: f(nil)}}))
+		require.NoError(t, s.Apply([]delta.Action{{Remove: f(nil)}}))
+		require.NotNil(t, s.Tombstones["a.parquet"])
+		require.NoError(t, s.Apply([]delta.Action{{Add: f(dv2)}}))
+		require.Nil(t, s.Tombstones["a.parquet"])
+	})
+
+	t.Run("LoadTombstones", func(t *testing.T) {
+		ctx := context.Background()
+		st, err := delta.OpenStorage(ctx, t.TempDir(), s3.Settings{})
+		require.NoError(t, err)
+		proto := &delta.Protocol{MinReaderVersion: 3, MinWriterVersion: 7,
+			ReaderFeatures: []string{"deletionVectors"}, WriterFeatures: []string{"deletionVectors"}}
+		md := &delta.Metadata{ID: "t", Format: delta.Format{Provider: "parquet"},
+			SchemaString: `{"type":"struct","fields":[{"name":"id","type":"long","nullable":true,"metadata":{}}]}`}
+		commits := [][]delta.Action{
+			{{Protocol: proto}, {MetaData: md}, {Add: f(nil)}},
+			{{Remove: f(nil)}},
+			{{Add: f(dv2)}}, // after the checkpoint of version 1
+		}
+		s := delta.NewSnapshot()
+		for v, actions := range commits {
+			require.NoError(t, delta.WriteCommit(ctx, st, int64(v), actions))
+			if v == 1 {
+				require.NoError(t, s.Apply(commits[0]))
+				require.NoError(t, s.Apply(commits[1]))
+				s.Version = 1
+				require.NotNil(t, s.Tombstones["a.parquet"])
+				require.NoError(t, delta.WriteCheckpoint(ctx, st, s))
+			}
+		}
+		latest, err := delta.LoadLatest(ctx, st)
+		require.NoError(t, err)
+		require.Equal(t, []string{"_delta_log/00000000000000000001.checkpoint.parquet"}, latest.TombstonesFrom)
+		require.Equal(t, dv2.UniqueID(), latest.Files["a.parquet"].DVID())
+		require.NoError(t, latest.LoadTombstones(ctx, st))
+		require.Empty(t, latest.Tombstones, "the checkpoint's remove is of a path active again")
+	})
+}
+
+// TestDeletionVectorUntrustedDescriptor: a "u" vector's random prefix
+// cannot name a file outside the table root, and a sizeInBytes larger
+// than the file is refused before anything of that size is allocated.
+func TestDeletionVectorUntrustedDescriptor(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	const uuid = "^-aqEH.-t@S}K{vb[*k^" // Z85 of d2c639aa-8816-431a-aaf6-d3fe2512ff61 (PROTOCOL.md's example)
+	const name = "deletion_vector_d2c639aa-8816-431a-aaf6-d3fe2512ff61.bin"
+	// A well-formed vector file holding row 3: format version 1, then
+	// the big-endian size, the bitmap and its big-endian CRC-32.
+	bitmap := binary.LittleEndian.AppendUint32(nil, delta.DVMagic)
+	bitmap = binary.LittleEndian.AppendUint64(bitmap, 1)                                 // one bucket
+	bitmap = binary.LittleEndian.AppendUint32(bitmap, 0)                                 // its key
+	bitmap = append(bitmap, 0x3a, 0x30, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 3, 0) // 32-bit roaring: one array container {3}
+	vec := append([]byte{1}, binary.BigEndian.AppendUint32(nil, uint32(len(bitmap)))...)
+	vec = binary.BigEndian.AppendUint32(append(vec, bitmap...), crc32.ChecksumIEEE(bitmap))
+	for _, dir := range []string{root, filepath.Join(base, "outside")} {
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), vec, 0o644))
+	}
+	st, err := delta.OpenStorage(ctx, root, s3.Settings{})
+	require.NoError(t, err)
+	one := int32(1)
+	desc := func(prefix string, size int32) *delta.DeletionVector {
+		return &delta.DeletionVector{StorageType: "u", PathOrInlineDv: prefix + uuid, Offset: &one, SizeInBytes: size, Cardinality: 1}
+	}
+	bm, err := delta.ReadDeletionVector(ctx, st, desc("", int32(len(bitmap))))
+	require.NoError(t, err)
+	require.Equal(t, []uint64{3}, bm.ToArray())
+
+	t.Run("prefix", func(t *testing.T) {
+		p, err := desc("ab", 1).RelativePath()
+		require.NoError(t, err)
+		require.Equal(t, "ab/"+name, p)
+		for _, prefix := range []string{"../outside", "..", "a/../../outside", "/etc", `..\outside`} {
+			_, err := desc(prefix, 1).RelativePath()
+			require.ErrorContains(t, err, "is not a directory under the table root", prefix)
+			_, err = delta.ReadDeletionVector(ctx, st, desc(prefix, int32(len(bitmap))))
+			require.ErrorIs(t, err, connectors.ErrFatal, prefix)
+			require.ErrorContains(t, err, "is not a directory under the table root", prefix)
+		}
+	})
+	t.Run("size", func(t *testing.T) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := delta.ReadDeletionVector(ctx, st, desc("", math.MaxInt32))
+		runtime.ReadMemStats(&after)
+		require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "nothing of sizeInBytes is allocated")
+		require.ErrorIs(t, err, connectors.ErrFatal)
+		require.ErrorContains(t, err, name)
+		require.ErrorContains(t, err, fmt.Sprintf("the file (%d bytes) ends before", len(vec)))
+	})
 }

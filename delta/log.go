@@ -474,7 +474,8 @@ type Snapshot struct {
 	// with at most one deletion vector.
 	Files map[string]*File
 	// Tombstones are the removed files, by decoded path, that a checkpoint
-	// keeps until they expire (delta.deletedFileRetentionDuration).
+	// keeps until they expire (delta.deletedFileRetentionDuration). No
+	// path is in both Files and Tombstones.
 	Tombstones map[string]*File
 	// Txns is the newest version of each application id.
 	Txns map[string]int64
@@ -497,8 +498,8 @@ func (s *Snapshot) Clone() *Snapshot {
 }
 
 // LoadTombstones reads the remove actions LoadLatest skipped, keeping
-// those of logical files (path and deletion vector) not active again
-// and not removed again since.
+// those of paths not active again (with any deletion vector) and not
+// removed again since.
 func (s *Snapshot) LoadTombstones(ctx context.Context, st Storage) error {
 	for _, part := range s.TombstonesFrom {
 		actions, err := readCheckpoint(ctx, st, part, map[string]bool{"remove": true})
@@ -513,7 +514,7 @@ func (s *Snapshot) LoadTombstones(ctx context.Context, st Storage) error {
 			if err != nil {
 				return err
 			}
-			if (s.Files[p] == nil || s.Files[p].DVID() != a.Remove.DVID()) && s.Tombstones[p] == nil {
+			if s.Files[p] == nil && s.Tombstones[p] == nil {
 				s.Tombstones[p] = a.Remove
 			}
 		}
@@ -532,8 +533,10 @@ func NewSnapshot() *Snapshot {
 // Reconciliation"): a remove takes away the active file of its path only
 // if its deletion vector is the same, so a commit that removes a file
 // with its old deletion vector and adds it with a new one leaves the new
-// one active, in either order; a tombstone is cleared only by re-adding
-// the same logical file. Files and Tombstones hold one entry per path.
+// one active, in either order. Files and Tombstones hold one entry per
+// path, and never the same path: a path active again (with any deletion
+// vector) is not a tombstone, so that nothing deletes a live data file
+// by the path of its replaced logical file.
 // A remove without a deletion vector of a path that is active with one
 // and not added again in the same actions removes it: writers that omit
 // the descriptor from remove actions mean the file.
@@ -557,9 +560,7 @@ func (s *Snapshot) apply(actions []Action, checkpoint bool) error {
 				return err
 			}
 			s.Files[p] = a.Add
-			if t := s.Tombstones[p]; t != nil && t.DVID() == a.Add.DVID() {
-				delete(s.Tombstones, p)
-			}
+			delete(s.Tombstones, p) // active again, whatever vector the remove had
 		case a.Remove != nil:
 			p, err := a.Remove.FilePath()
 			if err != nil {
@@ -580,7 +581,9 @@ func (s *Snapshot) apply(actions []Action, checkpoint bool) error {
 			if f != nil && f.DVID() == a.Remove.DVID() {
 				delete(s.Files, p)
 			}
-			s.Tombstones[p] = a.Remove
+			if s.Files[p] == nil { // a path still active is no tombstone
+				s.Tombstones[p] = a.Remove
+			}
 		case a.Txn != nil:
 			s.Txns[a.Txn.AppID] = a.Txn.Version
 		case a.DomainMetadata != nil:

@@ -221,7 +221,51 @@ func open(ctx context.Context, location string, o Options) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", location, err)
 	}
+	if snap != nil {
+		if err := refuseDeletionVectors(location, snap); err != nil {
+			return nil, err
+		}
+	}
 	return &Table{st: st, location: location, opts: o, snap: snap}, nil
+}
+
+// deletionVectors is the Delta table feature of deletion vectors.
+const deletionVectors = "deletionVectors"
+
+// refuseDeletionVectors is the store's one rule about deletion vectors:
+// it reads, compacts, vacuums and removes data files whole, so a table
+// whose protocol has the deletionVectors feature, or with a data file
+// (active or removed) that has a deletion vector, is refused rather
+// than read with its deleted rows back. delta_table_input reads such
+// tables; the table store never writes them.
+func refuseDeletionVectors(location string, snap *delta.Snapshot) error {
+	if err := refuseDVActions(location, delta.Action{Protocol: snap.Protocol}); err != nil {
+		return err
+	}
+	for _, files := range []map[string]*delta.File{snap.Files, snap.Tombstones} {
+		for _, f := range files {
+			if err := refuseDVActions(location, delta.Action{Add: f}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refuseDVActions applies [refuseDeletionVectors]'s rule to the protocol,
+// add and remove actions of a commit.
+func refuseDVActions(location string, actions ...delta.Action) error {
+	for _, a := range actions {
+		if p := a.Protocol; p != nil && (slices.Contains(p.ReaderFeatures, deletionVectors) || slices.Contains(p.WriterFeatures, deletionVectors)) {
+			return fmt.Errorf("store: %s: the table's protocol has the table feature %s, which the table store does not support", location, deletionVectors)
+		}
+		for _, f := range []*delta.File{a.Add, a.Remove} {
+			if f != nil && f.DV() != nil {
+				return fmt.Errorf("store: %s: data file %s has a deletion vector (%s), which the table store does not support", location, f.Path, f.DV())
+			}
+		}
+	}
+	return nil
 }
 
 // ID returns the table's id (metaData.id).
@@ -287,12 +331,22 @@ func (t *Table) refresh(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("store: %s: %w", t.location, err)
 		}
+		if err := refuseDeletionVectors(t.location, snap); err != nil {
+			return err
+		}
 		t.snap = snap
 		return nil
 	}
-	if _, err := t.snap.CatchUp(ctx, t.st); err != nil {
+	// On a copy, so that versions the store refuses never become the
+	// state this Table writes, compacts and vacuums from.
+	snap := t.snap.Clone()
+	if _, err := snap.CatchUp(ctx, t.st); err != nil {
 		return fmt.Errorf("store: %s: %w", t.location, err)
 	}
+	if err := refuseDeletionVectors(t.location, snap); err != nil {
+		return err
+	}
+	t.snap = snap
 	return nil
 }
 
@@ -574,6 +628,12 @@ func (t *Table) checkpoint(ctx context.Context, snap *delta.Snapshot) error {
 	}
 	var vacuumed []string
 	for path, r := range snap.Tombstones {
+		if snap.Files[path] != nil {
+			// Active again (a replaced logical file): the data file is
+			// live, never vacuumed, and the stale tombstone not kept.
+			delete(snap.Tombstones, path)
+			continue
+		}
 		if r.DeletionTimestamp < expired {
 			if err := t.st.Delete(ctx, path); err != nil {
 				return err
@@ -941,6 +1001,9 @@ func (t *Table) Changes(ctx context.Context, from, to int64, fn func(Change, arr
 			return fmt.Errorf("store: %s: version %d does not exist", t.location, v)
 		}
 		if err != nil {
+			return err
+		}
+		if err := refuseDVActions(t.location, actions...); err != nil {
 			return err
 		}
 		ch := commitOf(v, actions)

@@ -452,3 +452,69 @@ func TestCheckSchema(t *testing.T) {
 	err := tbl.CheckSchema(other)
 	require.EqualError(t, err, "the Delta table "+loc+" has the columns (conn string not null, n long not null, _weight long not null), but the pipeline declares (conn string not null, n integer not null, _weight long not null)")
 }
+
+// TestRefusesDeletionVectors: the store reads data files whole, so a
+// table with a deletion vector, or whose protocol has the
+// deletionVectors feature, is refused with an error naming the file or
+// the feature: when opened, when an open Table reads the version, and
+// in the change stream.
+func TestRefusesDeletionVectors(t *testing.T) {
+	ctx := context.Background()
+	inline := &delta.DeletionVector{StorageType: delta.DVInline, PathOrInlineDv: "wi5b=000010000siXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L", SizeInBytes: 40, Cardinality: 6}
+	for _, tc := range []struct {
+		name    string
+		actions []delta.Action
+		want    string
+	}{
+		{"file", []delta.Action{{Add: &delta.File{Path: "part-dv.parquet", Size: 1, DeletionVector: inline}}}, "data file part-dv.parquet has a deletion vector"},
+		{"protocol", []delta.Action{{Protocol: &delta.Protocol{MinReaderVersion: 3, MinWriterVersion: 7,
+			ReaderFeatures: []string{"deletionVectors"}, WriterFeatures: []string{"deletionVectors", "domainMetadata"}}}}, "table feature deletionVectors"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl, loc := create(t, Options{CheckpointInterval: 100, CompactMinFiles: 100})
+			defer tbl.Close()
+			commitAndSettle(t, tbl, 1)
+			v := tbl.Version()
+			require.NoError(t, delta.WriteCommit(ctx, tbl.Storage(), v+1, tc.actions))
+
+			_, err := Open(ctx, loc, Options{})
+			require.ErrorContains(t, err, tc.want)
+			_, err = tbl.Connector(ctx, "t", "c")
+			require.ErrorContains(t, err, tc.want)
+			_, err = tbl.Connector(ctx, "t", "c")
+			require.ErrorContains(t, err, tc.want, "still refused")
+			require.Equal(t, v, tbl.Version(), "the refused version is not the Table's state")
+			rec := batch("c", 2, 1)
+			defer rec.Release()
+			_, err = tbl.Commit(ctx, Commit{Table: "t", Connector: "c", Number: 2, Epoch: 1,
+				Records: []arrow.RecordBatch{rec}, Schema: pipeline.WithWeight(testSchema)})
+			require.ErrorContains(t, err, tc.want)
+			err = tbl.Changes(ctx, 0, -1, func(Change, arrow.RecordBatch) error { return nil })
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+// TestVacuumSkipsActiveFiles: a tombstone whose path is active again
+// (the remove of a file's replaced logical version) is never vacuumed,
+// however old: the data file is live.
+func TestVacuumSkipsActiveFiles(t *testing.T) {
+	ctx := context.Background()
+	tbl, loc := create(t, Options{CheckpointInterval: 100, CompactMinFiles: 100})
+	defer tbl.Close()
+	commitAndSettle(t, tbl, 1)
+	commitAndSettle(t, tbl, 2)
+	tbl.mu.Lock()
+	var live string
+	for p := range tbl.snap.Files {
+		live = p
+	}
+	tbl.snap.Tombstones[live] = &delta.File{Path: live, DeletionTimestamp: 1} // removed long ago
+	snap := tbl.snap.Clone()
+	tbl.opts.Retention = time.Millisecond
+	tbl.mu.Unlock()
+	require.NoError(t, tbl.checkpoint(ctx, snap))
+	_, err := os.Stat(filepath.Join(loc, live))
+	require.NoError(t, err, "the active file %s is not vacuumed", live)
+	require.Equal(t, map[string]int{"c/1": 2, "c/2": 2}, counts(t, tbl, false))
+}

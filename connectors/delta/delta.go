@@ -275,14 +275,28 @@ func (s *Source) loadCommit(ctx context.Context) (bool, error) {
 	}
 	// A remove and an add of the same path that both change data replace
 	// the file's deletion vector (PROTOCOL.md, "Deletion Vectors"): its
-	// other rows stay, so only the difference is read.
+	// other rows stay, so only the difference is read. Paths pair by
+	// their decoded form, as Snapshot.Apply keys files, and a remove
+	// without a descriptor stands for the active file with its current
+	// vector (Snapshot.Apply), so the old vector is taken from there.
 	addOf, removeOf := map[string]*dlog.File{}, map[string]*dlog.File{}
+	pathOf := map[*dlog.File]string{}
 	for _, a := range actions {
-		if a.Add != nil && a.Add.DataChanged() && addOf[a.Add.Path] == nil {
-			addOf[a.Add.Path] = a.Add
+		for _, f := range []*dlog.File{a.Add, a.Remove} {
+			if f == nil || !f.DataChanged() {
+				continue
+			}
+			p, err := f.FilePath()
+			if err != nil {
+				return false, connectors.Fatal(fmt.Errorf("%s version %d: %w", s.st, s.cp.Version, err))
+			}
+			pathOf[f] = p
 		}
-		if a.Remove != nil && a.Remove.DataChanged() && removeOf[a.Remove.Path] == nil {
-			removeOf[a.Remove.Path] = a.Remove
+		if a.Add != nil && a.Add.DataChanged() && addOf[pathOf[a.Add]] == nil {
+			addOf[pathOf[a.Add]] = a.Add
+		}
+		if a.Remove != nil && a.Remove.DataChanged() && removeOf[pathOf[a.Remove]] == nil {
+			removeOf[pathOf[a.Remove]] = a.Remove
 		}
 	}
 	paired := map[string]bool{}
@@ -290,17 +304,20 @@ func (s *Source) loadCommit(ctx context.Context) (bool, error) {
 	for _, a := range actions {
 		var path string
 		if a.Add != nil && a.Add.DataChanged() {
-			path = a.Add.Path
+			path = pathOf[a.Add]
 		} else if a.Remove != nil && a.Remove.DataChanged() {
-			path = a.Remove.Path
+			path = pathOf[a.Remove]
 		}
 		if path != "" && addOf[path] != nil && removeOf[path] != nil {
 			if !paired[path] {
 				paired[path] = true
-				add, rm := addOf[path], removeOf[path]
+				add, old := addOf[path], removeOf[path].DV()
+				if active := s.state.Files[path]; old == nil && active != nil {
+					old = active.DV() // a remove without the descriptor means the active file
+				}
 				changes = append(changes,
-					change{file: add, weight: -1, update: true, keep: add.DV(), deleted: rm.DV()},
-					change{file: add, weight: 1, update: true, keep: rm.DV(), deleted: add.DV()})
+					change{file: add, weight: -1, update: true, keep: add.DV(), deleted: old},
+					change{file: add, weight: 1, update: true, keep: old, deleted: add.DV()})
 			}
 			continue
 		}
