@@ -54,7 +54,11 @@ type Config struct {
 	Datetime   string `json:"datetime,omitempty"`
 	// EndSnapshotID is, in the follow modes, the last snapshot ingested:
 	// once its changes (or, if it is the start snapshot, the snapshot
-	// itself) have been read, the connector reaches end of input.
+	// itself) have been read, the connector reaches end of input. It
+	// must be a snapshot of the table descending from the start (else a
+	// fatal error when the start is resolved or a checkpoint opened), on
+	// the history that the current snapshot follows (else a fatal error
+	// when following reaches the fork).
 	EndSnapshotID *int64 `json:"end_snapshot_id,omitempty"`
 	// SnapshotFilter keeps only rows of the snapshot (not of followed
 	// changes) for which this SQL predicate holds.

@@ -3,6 +3,7 @@ package iceberg_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"sort"
@@ -293,4 +294,74 @@ func TestDeletionVectorsRefused(t *testing.T) {
 	require.ErrorIs(t, err, connectors.ErrFatal)
 	require.ErrorContains(t, err, "has a deletion vector (format v3")
 	require.ErrorContains(t, err, "which Sluice does not support yet")
+}
+
+// TestDeleteCacheReleased writes a format-v2 table of two data files, a
+// merge-on-read DELETE of the even ids in both (position deletes) and an
+// equality delete of ids 5 and 15, and reads its snapshot in batches of 4. The
+// delete cache holds no positions of a data file once it is opened, and
+// nothing once the last data file is: a snapshot's deletes are not all
+// kept until its end. The rows are the ids written minus those deleted.
+func TestDeleteCacheReleased(t *testing.T) {
+	ctx := context.Background()
+	tbl, dbPath := sqliteTable(t, t.TempDir(), iceberggo.Properties{"format-version": "2", table.WriteDeleteModeKey: table.WriteModeMergeOnRead})
+	tbl = appendIDs(t, tbl, "id", idRange(1, 10)...)
+	tbl = appendIDs(t, tbl, "id", idRange(11, 20)...)
+	tbl, err := tbl.Delete(ctx, iceberggo.IsIn(iceberggo.Reference("id"), []int64{2, 4, 6, 8, 10, 12, 14, 16, 18, 20}...), nil)
+	require.NoError(t, err)
+	key := fixture.Int64s("id", 5, 15)
+	tx := tbl.NewTransaction()
+	require.NoError(t, tx.CommitEqualityDeletes(ctx, []int{1}, func(yield func(arrow.RecordBatch, error) bool) { yield(key, nil) }, nil))
+	tbl, err = tx.Commit(ctx)
+	require.NoError(t, err)
+	key.Release()
+	pos, eq := deleteFileCounts(t, tbl)
+	require.Positive(t, pos)
+	require.Equal(t, 2, eq, "the equality delete applies to both data files")
+
+	cfg := fmt.Sprintf(`{"mode": "snapshot", "catalog_type": "sql", "sql.uri": %q, "sql.driver": "sqlite", "table_name": "ns.t"}`, dbPath)
+	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer alloc.AssertSize(t, 0)
+	src, err := iceberg.New(connectors.Params{Config: json.RawMessage(cfg), Schema: fixture.Schema("id BIGINT"), BatchSize: 4, Allocator: alloc})
+	require.NoError(t, err)
+	require.NoError(t, src.Open(ctx, nil))
+	defer src.Close()
+	var rows []string
+	seen := map[int]bool{}
+	for {
+		b, err := src.Read(ctx)
+		if errors.Is(err, connectors.ErrEndOfInput) {
+			break
+		}
+		require.NoError(t, err)
+		var cp iceberg.Checkpoint
+		require.NoError(t, json.Unmarshal(b.Checkpoint, &cp))
+		if !seen[cp.File] && !cp.Done {
+			seen[cp.File] = true
+			positions, keySets := iceberg.CachedDeletes(src)
+			t.Logf("file %d: %d position lists, %d key sets", cp.File, positions, keySets)
+			if cp.File == 0 {
+				require.LessOrEqual(t, positions, 1, "at most the second file's positions")
+				require.Equal(t, 1, keySets, "the equality delete, which the second file needs")
+			} else {
+				require.Zero(t, positions, "nothing left to read needs a position")
+				require.Zero(t, keySets, "nothing left to read needs a key")
+			}
+		}
+		if b.Record != nil {
+			for i := range int(b.Record.NumRows()) {
+				rows = append(rows, fixture.Row(b.Record, i, 1)+"|+1")
+			}
+			b.Record.Release()
+		}
+	}
+	require.Equal(t, map[int]bool{0: true, 1: true}, seen)
+	var want []int64
+	for _, id := range idRange(1, 20) {
+		if id%2 == 1 && id != 5 && id != 15 {
+			want = append(want, id)
+		}
+	}
+	sort.Strings(rows)
+	require.Equal(t, plusRows(want), rows)
 }

@@ -116,3 +116,33 @@ func TestSchemaEvolution(t *testing.T) {
 	sort.Strings(d.Rows)
 	require.Equal(t, want[:2], d.Rows)
 }
+
+// TestDroppedColumn appends (id, name) rows, drops column name from the
+// table's schema and appends again. A table column "name", absent from
+// the current Iceberg schema, has no field id: every row reads NULL in
+// it, including those of the older file, whose Parquet column "name"
+// carries the dropped field's id (Iceberg spec, "Column Projection":
+// columns are resolved by id, never by name in files with ids).
+func TestDroppedColumn(t *testing.T) {
+	ctx := context.Background()
+	tbl, dbPath := sqliteTableOf(t, t.TempDir(), idNameSchema, iceberggo.Properties{"format-version": "2"})
+	rec := idNames([]int64{1, 2}, []string{"a", "b"})
+	rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
+	require.NoError(t, err)
+	tbl, err = tbl.Append(ctx, rdr, nil)
+	require.NoError(t, err)
+	rdr.Release()
+	rec.Release()
+	tx := tbl.NewTransaction()
+	require.NoError(t, tx.UpdateSchema(true, false).DeleteColumn([]string{"name"}).Commit())
+	tbl, err = tx.Commit(ctx)
+	require.NoError(t, err)
+	_, ok := tbl.Schema().FindFieldByName("name")
+	require.False(t, ok, "name is dropped")
+	appendIDs(t, tbl, "id", 3)
+
+	cfg := fmt.Sprintf(`{"mode": "snapshot", "catalog_type": "sql", "sql.uri": %q, "sql.driver": "sqlite", "table_name": "ns.t"}`, dbPath)
+	d := read(t, cfg, fixture.Schema("id BIGINT", "name VARCHAR"), nil, 0, true)
+	sort.Strings(d.Rows)
+	require.Equal(t, []string{"1|NULL|+1", "2|NULL|+1", "3|NULL|+1"}, d.Rows, "no values of the dropped column")
+}

@@ -318,3 +318,81 @@ func TestLineitemFollow(t *testing.T) {
 	want := read(t, fmt.Sprintf(`{"mode": "snapshot", "metadata_location": %q, "allow_moved_paths": true}`, dir), lineitem, nil, 0, false)
 	require.Equal(t, want.Hash.Sum, d.Hash.Sum, "the same rows as the current snapshot")
 }
+
+// TestEndSnapshotChecked rolls a table back to its first snapshot and
+// appends again, leaving the rolled-back snapshot on another branch of
+// history. An end_snapshot_id the table lacks, or on that branch (not a
+// descendant of the start), is fatal when the start is resolved and when
+// a checkpoint is opened, naming end_snapshot_id: follow would never
+// reach it. An end on the branch that descends from the start is fatal
+// when following reaches the fork. An end on the start's history still
+// reads to it.
+func TestEndSnapshotChecked(t *testing.T) {
+	ctx := context.Background()
+	tbl, dbPath := sqliteTable(t, t.TempDir(), iceberggo.Properties{"format-version": "2"})
+	tbl = appendIDs(t, tbl, "id", 1)
+	root := tbl.CurrentSnapshot().SnapshotID
+	tbl = appendIDs(t, tbl, "id", 2)
+	tbl = appendIDs(t, tbl, "id", 3)
+	branch := tbl.CurrentSnapshot().SnapshotID
+	tx := tbl.NewTransaction()
+	require.NoError(t, tx.RollbackToSnapshot(root))
+	tbl, err := tx.Commit(ctx)
+	require.NoError(t, err)
+	tbl = appendIDs(t, tbl, "id", 4)
+	cur := tbl.CurrentSnapshot().SnapshotID
+	require.NotNil(t, tbl.SnapshotByID(branch), "the rolled-back snapshot is kept")
+	require.Equal(t, root, *tbl.CurrentSnapshot().ParentSnapshotID)
+
+	sc := fixture.Schema("id BIGINT")
+	base := fmt.Sprintf(`"catalog_type": "sql", "sql.uri": %q, "sql.driver": "sqlite", "table_name": "ns.t"`, dbPath)
+	missing := int64(1234567)
+	for _, tc := range []struct {
+		name  string
+		start int64
+		end   int64
+		want  string
+	}{
+		{"missing", root, missing, fmt.Sprintf("has no snapshot end_snapshot_id %d", missing)},
+		{"another branch", cur, branch, fmt.Sprintf("end_snapshot_id %d does not descend from the start snapshot %d", branch, cur)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fmt.Sprintf(`{"mode": "follow", %s, "snapshot_id": %d, "end_snapshot_id": %d}`, base, tc.start, tc.end)
+			src, err := iceberg.New(connectors.Params{Config: json.RawMessage(cfg), Schema: sc, BatchSize: 10})
+			require.NoError(t, err)
+			cp, err := src.(connectors.Resolver).Resolve(ctx)
+			require.ErrorIs(t, err, connectors.ErrFatal)
+			require.ErrorContains(t, err, tc.want)
+
+			// A checkpoint written before (say, by a config without
+			// end_snapshot_id) is refused when opened.
+			cp, _ = json.Marshal(iceberg.Checkpoint{Phase: iceberg.PhaseFollow, SnapshotID: tc.start, Done: true})
+			src, err = iceberg.New(connectors.Params{Config: json.RawMessage(cfg), Schema: sc, BatchSize: 10})
+			require.NoError(t, err)
+			err = src.Open(ctx, cp)
+			require.ErrorIs(t, err, connectors.ErrFatal)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+
+	// From before the fork to the branch: the end descends from the start,
+	// but the history followed (the current snapshot's) goes another way.
+	// Reading stops at the fork with a fatal error naming end_snapshot_id.
+	cfg := fmt.Sprintf(`{"mode": "follow", %s, "snapshot_id": %d, "end_snapshot_id": %d}`, base, root, branch)
+	src, err := iceberg.New(connectors.Params{Config: json.RawMessage(cfg), Schema: sc, BatchSize: 10})
+	require.NoError(t, err)
+	require.NoError(t, src.Open(ctx, nil))
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = src.Read(tctx)
+	require.ErrorIs(t, err, connectors.ErrFatal)
+	require.ErrorContains(t, err, fmt.Sprintf("the next snapshot to follow, %d, is not on the history of end_snapshot_id %d", cur, branch))
+	require.NoError(t, src.Close())
+
+	// An end on the start's history is read to, and ends input.
+	cfg = fmt.Sprintf(`{"mode": "follow", %s, "snapshot_id": %d, "end_snapshot_id": %d}`, base, root, cur)
+	c, _, end := readChanges(t, cfg, sc, 10, nil, 0)
+	require.True(t, end)
+	require.Equal(t, []int64{cur}, c.order)
+	require.Equal(t, map[string]int64{"4": 1}, nonzero(c.net[cur]))
+}

@@ -194,8 +194,8 @@ func (s *Source) catalogProps() iceberggo.Properties {
 // snapshot to read (snapshot modes) or the snapshot after which to
 // follow (mode follow): snapshot_id, datetime or the current one. A
 // table without snapshots starts empty; the follow modes then ingest its
-// first snapshot when it appears. An end_snapshot_id that precedes the
-// start is fatal.
+// first snapshot when it appears. An end_snapshot_id that the table
+// lacks, or that does not descend from the start, is fatal.
 func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
 	if err := s.load(ctx); err != nil {
 		return nil, err
@@ -220,15 +220,63 @@ func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
 			return json.Marshal(Checkpoint{Phase: phase, Empty: true}) // a table without data
 		}
 	}
-	if end := s.cfg.EndSnapshotID; end != nil && *end != snap.SnapshotID {
-		for a := snap; a != nil && a.ParentSnapshotID != nil; {
-			if *a.ParentSnapshotID == *end {
-				return nil, connectors.Fatal(fmt.Errorf("iceberg table %s: end_snapshot_id %d comes before the start snapshot %d", s.tbl.Location(), *end, snap.SnapshotID))
-			}
-			a = s.tbl.SnapshotByID(*a.ParentSnapshotID)
-		}
+	cp := Checkpoint{Phase: phase, SnapshotID: snap.SnapshotID, Done: phase == PhaseFollow}
+	if err := s.checkEnd(cp); err != nil {
+		return nil, err
 	}
-	return json.Marshal(Checkpoint{Phase: phase, SnapshotID: snap.SnapshotID, Done: phase == PhaseFollow})
+	return json.Marshal(cp)
+}
+
+// checkEnd checks that end_snapshot_id, if set, can end input from cp:
+// it is cp's snapshot, or a snapshot of the table with cp's snapshot
+// (any, for an empty start) on its parent chain. Follow would otherwise
+// never reach it and poll for ever, although the source is bounded.
+func (s *Source) checkEnd(cp Checkpoint) error {
+	end := s.cfg.EndSnapshotID
+	if end == nil || (!cp.Empty && cp.SnapshotID == *end) {
+		return nil
+	}
+	endSnap := s.tbl.SnapshotByID(*end)
+	if endSnap == nil {
+		return connectors.Fatal(fmt.Errorf("iceberg table %s has no snapshot end_snapshot_id %d", s.tbl.Location(), *end))
+	}
+	if cp.Empty || s.onChain(endSnap, cp.SnapshotID) {
+		return nil
+	}
+	if start := s.tbl.SnapshotByID(cp.SnapshotID); start != nil && s.onChain(start, *end) {
+		return connectors.Fatal(fmt.Errorf("iceberg table %s: end_snapshot_id %d comes before the start snapshot %d", s.tbl.Location(), *end, cp.SnapshotID))
+	}
+	return connectors.Fatal(fmt.Errorf("iceberg table %s: end_snapshot_id %d does not descend from the start snapshot %d (another branch, or expired history between them)", s.tbl.Location(), *end, cp.SnapshotID))
+}
+
+// onChain reports whether snapshot id is snap or one of its ancestors
+// still in the table's metadata.
+func (s *Source) onChain(snap *table.Snapshot, id int64) bool {
+	for a := snap; a != nil; {
+		if a.SnapshotID == id {
+			return true
+		}
+		if a.ParentSnapshotID == nil {
+			return false
+		}
+		a = s.tbl.SnapshotByID(*a.ParentSnapshotID)
+	}
+	return false
+}
+
+// checkNext checks, before following snapshot next, that end_snapshot_id
+// is next or descends from it: history that went another way (the end
+// is on a branch, or was rolled back) would never reach the end.
+func (s *Source) checkNext(next *table.Snapshot) error {
+	end := s.cfg.EndSnapshotID
+	if end == nil {
+		return nil
+	}
+	if endSnap := s.tbl.SnapshotByID(*end); endSnap != nil && s.onChain(endSnap, next.SnapshotID) {
+		return nil
+	}
+	return connectors.Fatal(fmt.Errorf("iceberg table %s: the next snapshot to follow, %d, is not on the history of end_snapshot_id %d (another branch, or rolled back?); following on would never reach it",
+		s.tbl.Location(), next.SnapshotID, *end))
 }
 
 // snapshotAsOf returns the snapshot that was current at ms: from the
@@ -252,8 +300,9 @@ func (s *Source) snapshotAsOf(ms int64) *table.Snapshot {
 }
 
 // Open loads the table and plans the checkpoint's snapshot or change.
-// A missing (expired) snapshot, deletion vectors and files that are not
-// Parquet are fatal.
+// A missing (expired) snapshot, an end_snapshot_id that the table lacks
+// or that does not descend from the checkpoint's snapshot, deletion
+// vectors and files that are not Parquet are fatal.
 func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) error {
 	if len(checkpoint) == 0 {
 		var err error
@@ -268,6 +317,9 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 	}
 	if s.cp.Phase == "" {
 		s.cp.Phase = PhaseSnapshot
+	}
+	if err := s.checkEnd(s.cp); err != nil {
+		return err
 	}
 	s.matchColumns()
 	if s.cp.Empty || s.cp.Done {
@@ -370,6 +422,9 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 			case <-time.After(PollInterval):
 			}
 			continue
+		}
+		if err := s.checkNext(next); err != nil {
+			return connectors.Batch{}, err
 		}
 		s.cp = Checkpoint{Phase: PhaseFollow, SnapshotID: next.SnapshotID}
 	}

@@ -52,7 +52,7 @@ func (s *Source) plan(ctx context.Context) error {
 	if snap == nil {
 		return connectors.Fatal(fmt.Errorf("iceberg table %s: snapshot %d no longer exists (expired?)", s.tbl.Location(), s.cp.SnapshotID))
 	}
-	s.dels = &deleteCache{pos: map[string]map[string][]int64{}, eq: map[string]map[string]struct{}{}}
+	s.dels = newDeleteCache(nil)
 	s.units, s.planned = nil, false
 	if s.cp.Phase == PhaseFollow && snap.Summary != nil && snap.Summary.Operation == table.OpReplace {
 		s.planned = true // Iceberg spec, "Snapshots": replace changes no data
@@ -94,13 +94,15 @@ func (s *Source) plan(ctx context.Context) error {
 	if s.cp.File > len(s.units) {
 		return connectors.Fatal(fmt.Errorf("iceberg_input checkpoint: file %d of snapshot %d, which has %d", s.cp.File, s.cp.SnapshotID, len(s.units)))
 	}
+	s.dels = newDeleteCache(s.units[s.cp.File:])
 	s.planned = true
 	return nil
 }
 
 // tasks plans the scan of snap: its live data files, by path, each with
-// the delete files that apply to it. Deletion vectors (format v3) and
-// files that are not Parquet are refused by name.
+// the delete files that apply to it, one task per file however many
+// byte ranges the planner split it into. Deletion vectors (format v3)
+// and files that are not Parquet are refused by name.
 func (s *Source) tasks(ctx context.Context, snap *table.Snapshot) (map[string]*table.FileScanTask, error) {
 	if c := s.planCache; c.tasks != nil && c.id == snap.SnapshotID {
 		return c.tasks, nil
@@ -129,13 +131,36 @@ func (s *Source) tasks(ctx context.Context, snap *table.Snapshot) (map[string]*t
 				return nil, connectors.Fatal(fmt.Errorf("iceberg table %s: equality delete file %s has no equality_ids", s.tbl.Location(), d.FilePath()))
 			}
 		}
-		if prev := out[t.File.FilePath()]; prev != nil {
-			return nil, connectors.Fatal(fmt.Errorf("iceberg table %s snapshot %d: data file %s is listed twice", s.tbl.Location(), snap.SnapshotID, t.File.FilePath()))
+		prev := out[t.File.FilePath()]
+		if prev == nil {
+			out[t.File.FilePath()] = t
+			continue
 		}
-		out[t.File.FilePath()] = t
+		// PlanFiles splits a Parquet file larger than
+		// read.split.target-size into tasks of byte ranges (its
+		// split_offsets), each with the file's delete files. A unit
+		// reads the whole file once, with the union of its tasks'
+		// delete files.
+		merged := *prev
+		merged.Start, merged.Length = 0, t.File.FileSizeBytes()
+		merged.DeleteFiles = unionFiles(prev.DeleteFiles, t.DeleteFiles)
+		merged.EqualityDeleteFiles = unionFiles(prev.EqualityDeleteFiles, t.EqualityDeleteFiles)
+		out[t.File.FilePath()] = &merged
 	}
 	s.planCache.id, s.planCache.tasks = snap.SnapshotID, out
 	return out, nil
+}
+
+// unionFiles returns the files of a and those of b not in a (by path),
+// in a new slice.
+func unionFiles(a, b []iceberggo.DataFile) []iceberggo.DataFile {
+	out := slices.Clone(a)
+	for _, f := range b {
+		if !slices.ContainsFunc(out, func(g iceberggo.DataFile) bool { return g.FilePath() == f.FilePath() }) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // deletePaths returns the sorted paths of t's delete files.
@@ -171,10 +196,14 @@ func (s *Source) fieldType(id int) (arrow.DataType, error) {
 	return t, nil
 }
 
-// open opens the checkpoint's data file at its row. The file is read with
-// the table's columns, then a hidden column for each equality-delete
-// field that the table's columns lack.
+// open opens the checkpoint's data file, u, at its row. The file is
+// read with the table's columns, then a hidden column for each
+// equality-delete field that the table's columns lack.
 func (s *Source) open(ctx context.Context, u unit) (*fileReader, error) {
+	if !s.dels.want[u.path] {
+		// Opened before (the cache dropped its positions): start afresh.
+		s.dels = newDeleteCache(s.units[s.cp.File:])
+	}
 	fields := slices.Clone(s.p.Schema.Fields())
 	ids := slices.Clone(s.ids)
 	colOf := map[int]int{} // field id → column of the read batch
@@ -214,14 +243,34 @@ func (s *Source) open(ctx context.Context, u unit) (*fileReader, error) {
 	if err != nil {
 		return nil, connectors.Fatal(fmt.Errorf("iceberg table %s snapshot %d: %w", s.tbl.Location(), s.cp.SnapshotID, err))
 	}
-	pq, err := format.OpenParquetMatched(ctx, f, arrow.NewSchema(fields, nil), format.ByFieldID(ids, format.ByName(nil)), s.p.Alloc(), s.p.BatchSize, s.cp.Row)
+	pq, err := format.OpenParquetMatched(ctx, f, arrow.NewSchema(fields, nil), byFieldID(ids), s.p.Alloc(), s.p.BatchSize, s.cp.Row)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", u.path, err)
 	}
 	r.pq, r.row, r.batch = pq, s.cp.Row, max(s.p.BatchSize, 1)
 	r.read = pipeline.WithWeight(arrow.NewSchema(fields, nil))
+	s.dels.opened(u)
 	return r, nil
+}
+
+// byFieldID matches table columns to a data file's columns by the field
+// ids ids (Iceberg spec, "Column Projection"). A column without an id
+// (none in the table's current schema) reads NULL from a file that has
+// field ids: matching it there by name could read a dropped column's
+// values. Files without field ids are matched by name.
+func byFieldID(ids []int) format.ColumnMatcher {
+	match := format.ByFieldID(ids, format.ByName(nil))
+	return func(i int, f arrow.Field, fileSchema *arrow.Schema) (int, string) {
+		if i >= len(ids) || ids[i] <= 0 {
+			for _, ff := range fileSchema.Fields() {
+				if id, ok := ff.Metadata.GetValue("PARQUET:field_id"); ok && id != "-1" {
+					return -1, f.Name + " (no field id in the table's schema)"
+				}
+			}
+		}
+		return match(i, f, fileSchema)
+	}
 }
 
 // liveness gathers the deletes that apply to data file path under t:
@@ -268,14 +317,74 @@ func (s *Source) liveness(ctx context.Context, path string, t *table.FileScanTas
 	return l, nil
 }
 
-// deleteCache keeps the delete files read for the snapshot being read.
+// deleteCache keeps what the delete files read say about the units of
+// the snapshot or change being read that are still to be opened: a
+// position delete file's positions in their data files, an equality
+// delete file's row keys. A unit's liveness copies what applies to it
+// when it is opened; the cache then drops the unit's positions, and a
+// delete file's entries once no unit still to open uses the file.
 type deleteCache struct {
-	pos map[string]map[string][]int64  // delete file → data file → positions
-	eq  map[string]map[string]struct{} // delete file and column types → row keys
+	pos  map[string]map[string][]int64             // delete file → data file → positions
+	eq   map[string]map[string]map[string]struct{} // delete file → column types → row keys
+	refs map[string]int                            // delete file → units still to open that use it
+	want map[string]bool                           // data files of the units still to open
+}
+
+// newDeleteCache returns an empty cache for units, the units still to
+// open.
+func newDeleteCache(units []unit) *deleteCache {
+	c := &deleteCache{
+		pos:  map[string]map[string][]int64{},
+		eq:   map[string]map[string]map[string]struct{}{},
+		refs: map[string]int{},
+		want: map[string]bool{},
+	}
+	for _, u := range units {
+		c.want[u.path] = true
+		for _, d := range unitDeletes(u) {
+			c.refs[d]++
+		}
+	}
+	return c
+}
+
+// opened drops what only unit u, just opened, needed.
+func (c *deleteCache) opened(u unit) {
+	if !c.want[u.path] {
+		return // counted already
+	}
+	delete(c.want, u.path)
+	for _, d := range unitDeletes(u) {
+		delete(c.pos[d], u.path)
+		if c.refs[d]--; c.refs[d] <= 0 {
+			delete(c.refs, d)
+			delete(c.pos, d)
+			delete(c.eq, d)
+		}
+	}
+}
+
+// unitDeletes returns the paths of u's delete files (both sides), each
+// once.
+func unitDeletes(u unit) []string {
+	var out []string
+	for _, t := range []*table.FileScanTask{u.old, u.new} {
+		if t == nil {
+			continue
+		}
+		for _, d := range t.DeleteFiles {
+			out = append(out, d.FilePath())
+		}
+		for _, d := range t.EqualityDeleteFiles {
+			out = append(out, d.FilePath())
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // positions reads position delete file d: the positions it lists, by
-// data file path.
+// data file path, for the data files of the units still to open.
 func (s *Source) positions(ctx context.Context, d iceberggo.DataFile) (map[string][]int64, error) {
 	if m, ok := s.dels.pos[d.FilePath()]; ok {
 		return m, nil
@@ -296,6 +405,10 @@ func (s *Source) positions(ctx context.Context, d iceberggo.DataFile) (map[strin
 			for j < n && paths.Value(j) == p {
 				j++
 			}
+			if !s.dels.want[p] {
+				i = j
+				continue // no unit still to open reads that file
+			}
 			if _, ok := m[p]; !ok {
 				p = strings.Clone(p) // Value aliases the batch's buffer
 			}
@@ -314,8 +427,8 @@ func (s *Source) positions(ctx context.Context, d iceberggo.DataFile) (map[strin
 // equalityKeys reads equality delete file d's columns eids, as types,
 // into the set of their row keys.
 func (s *Source) equalityKeys(ctx context.Context, d iceberggo.DataFile, eids []int, types []arrow.DataType) (map[string]struct{}, error) {
-	ck := fmt.Sprint(d.FilePath(), types)
-	if m, ok := s.dels.eq[ck]; ok {
+	ck := fmt.Sprint(types)
+	if m, ok := s.dels.eq[d.FilePath()][ck]; ok {
 		return m, nil
 	}
 	fields := make([]arrow.Field, len(eids))
@@ -335,7 +448,10 @@ func (s *Source) equalityKeys(ctx context.Context, d iceberggo.DataFile, eids []
 	if err != nil {
 		return nil, err
 	}
-	s.dels.eq[ck] = m
+	if s.dels.eq[d.FilePath()] == nil {
+		s.dels.eq[d.FilePath()] = map[string]map[string]struct{}{}
+	}
+	s.dels.eq[d.FilePath()][ck] = m
 	return m, nil
 }
 
