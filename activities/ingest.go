@@ -224,6 +224,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, secrets *connec
 		secrets: *secrets, hb: hb,
 	}
 	w.commitRows, w.commitWait = commitCadence(in.Connector, src)
+	w.committer, _ = src.(connectors.Committer)
 	p := startPump(ctx, int64(in.Connector.QueueLimit()), in.Connector.QueueLimit()/max(1, in.Connector.BatchLimit()),
 		func(b connectors.Batch) {
 			if b.Record != nil {
@@ -368,7 +369,8 @@ type writer struct {
 	commitRows int64         // commit once this many records wait
 	commitWait time.Duration // or this long after the previous commit
 	hb         *heartbeat
-	secrets    connectors.Secrets // what the config's ${env:NAME} resolved to
+	secrets    connectors.Secrets   // what the config's ${env:NAME} resolved to
+	committer  connectors.Committer // the source, if it acts on commits (pub_sub_input acknowledges)
 }
 
 // read moves batches from the source to the pump until end of input, an
@@ -500,6 +502,16 @@ func (w *writer) commit(pending []connectors.Batch, rows int64) error {
 	}
 	w.progress = next
 	w.hb.set(next)
+	if w.committer != nil {
+		// A pause must not cancel it: the source acknowledges what was
+		// just committed. A failure is the source's to cope with (a
+		// redelivery it recognises), not the connector's.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), time.Minute)
+		defer cancel()
+		if err := w.committer.Committed(ctx, next.Checkpoint); err != nil {
+			activity.GetLogger(w.ctx).Warn("source's commit hook failed", "connector", w.connector, "error", w.secrets.Redact(err.Error()))
+		}
+	}
 	return nil
 }
 

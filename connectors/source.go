@@ -104,3 +104,16 @@ type Factory func(p Params) (Source, error)
 type Resolver interface {
 	Resolve(ctx context.Context) (Checkpoint, error)
 }
+
+// Committer is implemented by sources that must learn when what they
+// returned has been committed to the table store: pub_sub_input
+// acknowledges its messages only then, so that a crash before the commit
+// has them redelivered. The Ingest activity calls Committed after every
+// commit, with the checkpoint of the commit's last batch, from a
+// goroutine other than Read's and concurrently with it: implementations
+// synchronise. An error is reported (logged) but does not fail the
+// connector: what was committed stays committed, and the source must cope
+// with what it failed to acknowledge (a redelivery).
+type Committer interface {
+	Committed(ctx context.Context, checkpoint Checkpoint) error
+}

@@ -10,13 +10,14 @@ import (
 	"github.com/sluicehq/sluice/connectors/iceberg"
 	"github.com/sluicehq/sluice/connectors/kafka"
 	"github.com/sluicehq/sluice/connectors/postgres"
+	"github.com/sluicehq/sluice/connectors/pubsub"
 	"github.com/sluicehq/sluice/connectors/s3"
 	"github.com/sluicehq/sluice/connectors/url"
 )
 
 // Registry returns a new registry with the inputs datagen, file_input,
-// url_input, kafka_input, s3_input, delta_table_input, iceberg_input and
-// postgres_input,
+// url_input, kafka_input, s3_input, delta_table_input, iceberg_input,
+// postgres_input and pub_sub_input (alias pubsub_input),
 // and the outputs postgres_output, kafka_output, file_output and
 // delta_table_output.
 func Registry() *connectors.Registry {
@@ -30,6 +31,8 @@ func Registry() *connectors.Registry {
 		"delta_table_input": delta.New,
 		"iceberg_input":     iceberg.New,
 		"postgres_input":    postgres.NewInput,
+		"pub_sub_input":     pubsub.New,
+		"pubsub_input":      pubsub.New, // an alias
 	} {
 		if err := r.Register(name, f); err != nil {
 			panic(err) // the map above has unique keys

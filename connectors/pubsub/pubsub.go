@@ -1,0 +1,564 @@
+package pubsub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/auth/credentials"
+	ps "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/connectors/format"
+)
+
+// RedeliveryWindow is how long a message ID that was committed but whose
+// acknowledgement is not known to have reached Pub/Sub (the checkpoint's
+// IDs at Open, a failed acknowledgement) is remembered: a redelivery
+// within it is acknowledged and dropped. Pub/Sub redelivers an
+// unacknowledged message once its ack deadline (at most 600 s) has
+// passed, so 15 minutes covers it.
+var RedeliveryWindow = 15 * time.Minute
+
+// AckTimeout bounds the wait for the confirmation of an acknowledgement
+// (exactly-once delivery); unconfirmed then, its ID is remembered for
+// RedeliveryWindow.
+var AckTimeout = time.Minute
+
+// AckGrace is how long, without exactly-once delivery, the ID of an
+// acknowledged message stays in the checkpoints: long enough for the
+// client to have sent the acknowledgement (it batches them every
+// 100 ms), so that a crash just after a commit does not lose it with the
+// ID already forgotten. Pub/Sub may still redeliver an acknowledged
+// message later (at least once).
+var AckGrace = 2 * time.Second
+
+// CloseWait bounds how long Close waits for pending confirmations.
+var CloseWait = 10 * time.Second
+
+// MaxOutstandingBytes bounds the bytes of the messages received and not
+// yet acknowledged (Pub/Sub's flow control): the source's memory.
+var MaxOutstandingBytes = 256 << 20
+
+// Checkpoint is pub_sub_input's position. Pub/Sub has no offsets: the
+// subscription itself remembers what was acknowledged, and Sluice
+// acknowledges a message only once the table store has committed it. What
+// the checkpoint adds is the IDs of the messages committed but not yet
+// known to be acknowledged, so that their redelivery after a crash is
+// recognised and dropped.
+type Checkpoint struct {
+	// Unacked lists the IDs of messages in this or an earlier commit whose
+	// acknowledgement is not yet confirmed.
+	Unacked []string `json:"unacked"`
+	// Batch numbers the source's batches: the checkpoint of batch N
+	// covers the messages of batches up to N.
+	Batch int64 `json:"batch"`
+	// Seek records the Seek made at first activation ("timestamp
+	// 2024-08-17T16:39:57Z", "snapshot projects/p/snapshots/s"), or is
+	// empty.
+	Seek string `json:"seek,omitempty"`
+}
+
+// Source reads a Pub/Sub subscription with streaming pull
+// (cloud.google.com/go/pubsub/v2). Each message is one document of the
+// connector's format. It never reaches end of input.
+type Source struct {
+	p       connectors.Params
+	cfg     Config
+	parser  format.Parser
+	rows    *format.Rows
+	client  *ps.Client
+	subName string // projects/P/subscriptions/S
+	eod     bool   // the subscription has exactly-once delivery
+	seek    string // Checkpoint.Seek
+
+	msgs    chan *ps.Message
+	cancel  context.CancelFunc // stops Receive
+	done    chan struct{}      // closed when Receive has returned
+	recvErr error              // Receive's error, once done is closed
+	acks    sync.WaitGroup     // goroutines awaiting acknowledgement confirmations
+	ackCtx  context.Context    // theirs: canceled by Close
+	ackStop context.CancelFunc
+
+	mu    sync.Mutex
+	batch int64                // the last batch's number
+	gen   int64                // Committed calls so far
+	ids   map[string]*delivery // the checkpoint's IDs
+}
+
+// delivery is what the source knows of one message ID.
+type delivery struct {
+	batch int64         // the batch that returned it
+	msgs  []*ps.Message // its deliveries to acknowledge once committed; nil once acknowledged
+	acked int64         // the Committed call that saw its acknowledgement confirmed (0: not yet)
+	ackAt time.Time     // when it was confirmed (or, without exactly-once delivery, sent)
+	until time.Time     // set: committed before, acknowledgement unknown; forget it then
+}
+
+var (
+	_ connectors.Source     = (*Source)(nil)
+	_ connectors.Resolver   = (*Source)(nil)
+	_ connectors.Committer  = (*Source)(nil)
+	_ connectors.Guaranteed = (*Source)(nil)
+)
+
+// New is pub_sub_input's factory: it validates the config and builds the
+// message parser (no I/O).
+func New(p connectors.Params) (connectors.Source, error) {
+	cfg, err := ParseConfig(p.Config)
+	if err != nil {
+		return nil, err
+	}
+	parser, err := format.NewParser(p.Format, p.Schema)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{p: p, cfg: cfg, parser: parser}, nil
+}
+
+// Guarantee implements connectors.Guaranteed: exactly once with
+// exactly_once_delivery (which Open checks against the subscription), at
+// least once otherwise: without Pub/Sub's exactly-once delivery an
+// acknowledgement can be lost and its message redelivered after the
+// redelivery window.
+func (s *Source) Guarantee() connectors.Guarantee {
+	if s.cfg.ExactlyOnceDelivery {
+		return connectors.ExactlyOnce
+	}
+	return connectors.AtLeastOnce
+}
+
+// connect creates the client, once, and reads the subscription: a missing
+// subscription, refused credentials or a subscription without
+// exactly-once delivery under exactly_once_delivery are fatal.
+func (s *Source) connect(ctx context.Context) error {
+	if s.client != nil {
+		return nil
+	}
+	var opts []option.ClientOption
+	if s.cfg.Credentials != "" {
+		creds, err := credentials.DetectDefault(&credentials.DetectOptions{
+			CredentialsJSON: []byte(s.cfg.Credentials),
+			Scopes:          []string{"https://www.googleapis.com/auth/pubsub"},
+		})
+		if err != nil {
+			return connectors.Fatal(fmt.Errorf("pub/sub credentials: %s", scrub(err.Error(), s.cfg.Credentials)))
+		}
+		if s.cfg.Emulator == "" {
+			opts = append(opts, option.WithAuthCredentials(creds))
+		}
+	}
+	if s.cfg.Emulator != "" {
+		opts = append(opts,
+			option.WithEndpoint(s.cfg.Emulator),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+			option.WithoutAuthentication(),
+			option.WithTelemetryDisabled())
+	} else if s.cfg.Endpoint != "" {
+		opts = append(opts, option.WithEndpoint(s.cfg.Endpoint))
+	}
+	if s.cfg.PoolSize != nil {
+		opts = append(opts, option.WithGRPCConnectionPool(*s.cfg.PoolSize))
+	}
+	project := s.cfg.project()
+	if project == "" {
+		if s.cfg.Emulator != "" {
+			return connectors.Fatal(fmt.Errorf("pub/sub: project_id is required with emulator (or give the subscription as projects/PROJECT/subscriptions/ID)"))
+		}
+		project = ps.DetectProjectID
+	}
+	cctx, cancel := context.WithTimeout(ctx, seconds(s.cfg.ConnectTimeoutSeconds, DefaultConnectTimeout))
+	defer cancel()
+	client, err := ps.NewClient(cctx, project, opts...)
+	if err != nil {
+		return connectors.Fatal(fmt.Errorf("pub/sub client: %w", err))
+	}
+	s.client = client
+	s.subName = fullName(s.cfg.Subscription, "subscriptions", client.Project())
+	rctx, rcancel := context.WithTimeout(ctx, seconds(s.cfg.TimeoutSeconds, DefaultTimeout))
+	defer rcancel()
+	sub, err := client.SubscriptionAdminClient.GetSubscription(rctx, &pubsubpb.GetSubscriptionRequest{Subscription: s.subName})
+	if err != nil {
+		return s.classify("read subscription "+s.subName, err)
+	}
+	s.eod = sub.GetEnableExactlyOnceDelivery()
+	if s.cfg.ExactlyOnceDelivery && !s.eod {
+		return connectors.Fatal(fmt.Errorf("pub/sub subscription %s does not have exactly-once delivery enabled, which exactly_once_delivery requires", s.subName))
+	}
+	return nil
+}
+
+// classify turns a Pub/Sub error into a fatal error where retrying cannot
+// help: a missing subscription or snapshot, refused credentials, a bad
+// request, or a service that stays unreachable past the connect timeout.
+func (s *Source) classify(what string, err error) error {
+	switch status.Code(err) {
+	case codes.NotFound:
+		return connectors.Fatal(fmt.Errorf("pub/sub %s: not found (%s)", what, status.Convert(err).Message()))
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return connectors.Fatal(fmt.Errorf("pub/sub %s: credentials refused: %w", what, err))
+	case codes.InvalidArgument, codes.FailedPrecondition:
+		return connectors.Fatal(fmt.Errorf("pub/sub %s: %w", what, err))
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return connectors.Fatal(fmt.Errorf("pub/sub %s: service unreachable: %w", what, err))
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return connectors.Fatal(fmt.Errorf("pub/sub %s: service unreachable (no answer within the timeout): %w", what, err))
+	}
+	return fmt.Errorf("pub/sub %s: %w", what, err)
+}
+
+// Resolve reads the subscription and, with snapshot or timestamp, seeks
+// it there: the Pipeline workflow calls it once, at the connector's first
+// activation, and keeps the checkpoint it returns (which records the
+// seek), so that a restart never seeks again.
+func (s *Source) Resolve(ctx context.Context) (connectors.Checkpoint, error) {
+	if err := s.connect(ctx); err != nil {
+		return nil, err
+	}
+	req := &pubsubpb.SeekRequest{Subscription: s.subName}
+	cp := Checkpoint{Unacked: []string{}}
+	switch {
+	case s.cfg.Snapshot != "":
+		name := fullName(s.cfg.Snapshot, "snapshots", s.client.Project())
+		req.Target = &pubsubpb.SeekRequest_Snapshot{Snapshot: name}
+		cp.Seek = "snapshot " + name
+	case s.cfg.Timestamp != "":
+		t, _ := s.cfg.seekTime() // validated
+		req.Target = &pubsubpb.SeekRequest_Time{Time: timestamppb.New(t)}
+		cp.Seek = "timestamp " + t.UTC().Format(time.RFC3339Nano)
+	}
+	if req.Target != nil {
+		rctx, cancel := context.WithTimeout(ctx, seconds(s.cfg.TimeoutSeconds, DefaultTimeout))
+		defer cancel()
+		if _, err := s.client.SubscriptionAdminClient.Seek(rctx, req); err != nil {
+			return nil, s.classify("seek "+s.subName+" to "+cp.Seek, err)
+		}
+	}
+	return json.Marshal(cp)
+}
+
+// Open reads the subscription and starts pulling. A nil checkpoint is
+// resolved first (see Resolve); the checkpoint's IDs are remembered for
+// RedeliveryWindow, their redeliveries acknowledged and dropped.
+func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) error {
+	if len(checkpoint) == 0 || string(checkpoint) == "null" {
+		var err error
+		if checkpoint, err = s.Resolve(ctx); err != nil {
+			return err
+		}
+	}
+	var cp Checkpoint
+	if err := json.Unmarshal(checkpoint, &cp); err != nil || cp.Unacked == nil {
+		return connectors.Fatal(fmt.Errorf("pub/sub checkpoint: not {\"unacked\": [...]}"))
+	}
+	if err := s.connect(ctx); err != nil {
+		return err
+	}
+	s.seek, s.batch = cp.Seek, cp.Batch
+	s.ids = make(map[string]*delivery, len(cp.Unacked))
+	until := time.Now().Add(RedeliveryWindow)
+	for _, id := range cp.Unacked {
+		s.ids[id] = &delivery{until: until}
+	}
+	s.rows = format.NewRows(s.p.Alloc(), s.p.Schema)
+
+	// Flow control bounds what is received and not yet acknowledged,
+	// that is not yet committed: two batches' worth, so that the next
+	// batch arrives while one commits.
+	outstanding := max(1000, 2*s.p.BatchSize)
+	sub := s.client.Subscriber(s.subName)
+	sub.ReceiveSettings.MaxOutstandingMessages = outstanding
+	sub.ReceiveSettings.MaxOutstandingBytes = MaxOutstandingBytes
+	if s.cfg.PoolSize != nil {
+		sub.ReceiveSettings.NumGoroutines = *s.cfg.PoolSize
+	}
+	// Close nacks what was received and not committed, so that it goes
+	// back at once, and Receive returns once those nacks are sent: the
+	// graceful shutdown (no timeout). A timed one returns before its
+	// iterators flush, and ShutdownBehaviorNackImmediately drops the
+	// nacks already queued (its sendModAck short-circuits once shutdown
+	// starts).
+	sub.ReceiveSettings.ShutdownOptions = &ps.ShutdownOptions{Behavior: ps.ShutdownBehaviorWaitForProcessing, Timeout: -1}
+	s.msgs = make(chan *ps.Message, outstanding)
+	s.done = make(chan struct{})
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.ackCtx, s.ackStop = context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer close(s.done)
+		s.recvErr = sub.Receive(rctx, func(ctx context.Context, m *ps.Message) {
+			select {
+			case s.msgs <- m:
+			case <-ctx.Done():
+				m.Nack()
+			}
+		})
+	}()
+	return nil
+}
+
+// Read returns the messages received next, at most BatchSize, parsed
+// into a record batch, with the checkpoint that covers them. It waits for
+// a first message; redeliveries of committed messages are acknowledged
+// and dropped.
+func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
+	for {
+		var first *ps.Message
+		select {
+		case first = <-s.msgs:
+		case <-s.done:
+			if s.recvErr != nil {
+				return connectors.Batch{}, s.classify("receive from "+s.subName, s.recvErr)
+			}
+			return connectors.Batch{}, fmt.Errorf("pub/sub receive from %s stopped", s.subName)
+		case <-ctx.Done():
+			return connectors.Batch{}, ctx.Err()
+		}
+		got := []*ps.Message{first}
+	drain:
+		for len(got) < s.p.BatchSize {
+			select {
+			case m := <-s.msgs:
+				got = append(got, m)
+			default:
+				break drain
+			}
+		}
+		s.mu.Lock()
+		s.batch++
+		fresh := got[:0]
+		var dropped []*ps.Message
+		for _, m := range got {
+			d, ok := s.ids[m.ID]
+			switch {
+			case !ok:
+				s.ids[m.ID] = &delivery{batch: s.batch, msgs: []*ps.Message{m}}
+				fresh = append(fresh, m)
+			case d.msgs != nil:
+				// Delivered again before its commit: acknowledged with it.
+				d.msgs = append(d.msgs, m)
+			default:
+				// Committed already (before a crash, or just now).
+				dropped = append(dropped, m)
+			}
+		}
+		cp := s.checkpoint()
+		s.mu.Unlock()
+		for _, m := range dropped {
+			m.Ack()
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+		var b connectors.Batch
+		for _, m := range fresh {
+			b.Bytes += int64(len(m.Data))
+			for _, e := range format.ParseMessage(s.parser, m.Data, s.rows) {
+				pos := "message " + m.ID
+				if e.Position != "byte 0" {
+					pos += ", " + e.Position
+				}
+				e.Position = pos
+				b.Errors = append(b.Errors, e)
+			}
+		}
+		b.Record = s.rows.NewRecordBatch()
+		b.Checkpoint = cp
+		return b, nil
+	}
+}
+
+// checkpoint returns the checkpoint of the current batch. s.mu is held.
+func (s *Source) checkpoint() connectors.Checkpoint {
+	cp := Checkpoint{Unacked: make([]string, 0, len(s.ids)), Batch: s.batch, Seek: s.seek}
+	now := time.Now()
+	for id, d := range s.ids {
+		if !d.until.IsZero() && now.After(d.until) {
+			delete(s.ids, id)
+			continue
+		}
+		cp.Unacked = append(cp.Unacked, id)
+	}
+	raw, _ := json.Marshal(cp) // strings only: cannot fail
+	return raw
+}
+
+// Committed implements connectors.Committer: it acknowledges the messages
+// of the batches up to the committed checkpoint's. With exactly-once
+// delivery it waits for the confirmations in the background (for at most
+// AckTimeout, whatever ctx, which only bounds the call); an ID stays
+// in the checkpoints until a commit after its confirmed acknowledgement,
+// or, if the acknowledgement failed, for RedeliveryWindow.
+func (s *Source) Committed(ctx context.Context, checkpoint connectors.Checkpoint) error {
+	var cp struct {
+		Batch int64 `json:"batch"`
+	}
+	if err := json.Unmarshal(checkpoint, &cp); err != nil {
+		return fmt.Errorf("pub/sub: committed checkpoint: %w", err)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	s.gen++
+	gen := s.gen
+	var ids []string
+	var msgs []*ps.Message
+	for id, d := range s.ids {
+		switch {
+		case d.acked > 0 && d.acked < gen && now.Sub(d.ackAt) >= s.grace():
+			delete(s.ids, id) // in a checkpoint committed after its acknowledgement
+		case d.msgs != nil && d.batch <= cp.Batch:
+			for _, m := range d.msgs {
+				ids = append(ids, id)
+				msgs = append(msgs, m)
+			}
+			d.msgs = nil
+		}
+	}
+	s.mu.Unlock()
+	if len(msgs) == 0 {
+		return nil
+	}
+	if !s.eod {
+		// Without exactly-once delivery an acknowledgement is never
+		// confirmed: the ID stays for AckGrace (the client sends its
+		// acknowledgements every 100 ms) and one commit, then goes.
+		for _, m := range msgs {
+			m.Ack()
+		}
+		s.settle(ids, make([]error, len(ids)))
+		return nil
+	}
+	results := make([]*ps.AckResult, len(msgs))
+	for i, m := range msgs {
+		results[i] = m.AckWithResult()
+	}
+	s.acks.Add(1)
+	go func() {
+		defer s.acks.Done()
+		ctx, cancel := context.WithTimeout(s.ackCtx, AckTimeout)
+		defer cancel()
+		errs := make([]error, len(results))
+		for i, r := range results {
+			st, err := r.Get(ctx)
+			if err == nil && st != ps.AcknowledgeStatusSuccess {
+				err = fmt.Errorf("acknowledgement status %d", st)
+			}
+			errs[i] = err
+		}
+		s.settle(ids, errs)
+	}()
+	return nil
+}
+
+// grace is how long after its acknowledgement an ID stays in the
+// checkpoints: none once confirmed (exactly-once delivery), AckGrace
+// otherwise.
+func (s *Source) grace() time.Duration {
+	if s.eod {
+		return 0
+	}
+	return AckGrace
+}
+
+// settle records the outcome of acknowledging ids: confirmed, an ID
+// leaves at the next commit; failed, it is remembered for
+// RedeliveryWindow.
+func (s *Source) settle(ids []string, errs []error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until := time.Now().Add(RedeliveryWindow)
+	for i, id := range ids {
+		d := s.ids[id]
+		if d == nil {
+			continue
+		}
+		if errs[i] != nil {
+			d.until = until
+			d.acked = 0
+			continue
+		}
+		if d.until.IsZero() {
+			// Deleted by the next Committed: the commit it reports holds
+			// a checkpoint with the ID, made after the acknowledgement.
+			d.acked = max(s.gen, 1)
+			d.ackAt = time.Now()
+		}
+	}
+}
+
+// Close stops pulling: the messages received and not committed are
+// negatively acknowledged, to be redelivered at once.
+func (s *Source) Close() error {
+	if s.cancel != nil {
+		// The confirmations of what was committed first, while the
+		// stream that carries them is up.
+		waited := make(chan struct{})
+		go func() { s.acks.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(CloseWait):
+		}
+		s.ackStop()
+		// What was returned and not committed goes back at once (no
+		// commit acknowledges it any more).
+		s.mu.Lock()
+		for _, d := range s.ids {
+			for _, m := range d.msgs {
+				m.Nack()
+			}
+			d.msgs = nil
+		}
+		s.mu.Unlock()
+		s.cancel()
+		giveUp := time.After(3 * CloseWait)
+		for {
+			select {
+			case m := <-s.msgs:
+				m.Nack()
+				continue
+			case <-s.done:
+			case <-giveUp: // unsent nacks expire at their ack deadline
+			}
+			break
+		}
+		s.acks.Wait()
+		s.cancel = nil
+	}
+	if s.client != nil {
+		s.client.Close()
+		s.client = nil
+	}
+	if s.rows != nil {
+		s.rows.Release()
+		s.rows = nil
+	}
+	return nil
+}
+
+// scrub replaces in msg every string value of the credentials JSON
+// (a key, a client e-mail, a type a library error quotes back), so that no
+// part of the secret reaches an error message.
+func scrub(msg, credentials string) string {
+	var values map[string]any
+	if json.Unmarshal([]byte(credentials), &values) != nil {
+		return "not a credentials JSON object"
+	}
+	for _, v := range values {
+		if s, ok := v.(string); ok && s != "" {
+			msg = strings.ReplaceAll(msg, s, "***")
+		}
+	}
+	return msg
+}

@@ -1,0 +1,147 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	ps "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/connectors/builtin"
+	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/workflows"
+)
+
+// pubsubFake starts pstest (the Pub/Sub v2 module's fake server, over
+// real gRPC) with topic projects/sluice/topics/events and a subscription
+// "events-sluice" to it, with exactly-once delivery if eod, and returns
+// the server. (With exactly-once delivery the client confirms a receipt
+// before it hands over the messages of a response, and pstest sends one
+// message per response: a few dozen messages a second.)
+func pubsubFake(t *testing.T, eod bool) *pstest.Server {
+	srv := pstest.NewServer()
+	t.Cleanup(func() { srv.Close() })
+	client, err := ps.NewClient(context.Background(), "sluice",
+		option.WithEndpoint(srv.Addr),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithoutAuthentication())
+	require.NoError(t, err)
+	defer client.Close()
+	_, err = client.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: "projects/sluice/topics/events"})
+	require.NoError(t, err)
+	_, err = client.SubscriptionAdminClient.CreateSubscription(context.Background(), &pubsubpb.Subscription{
+		Name: "projects/sluice/subscriptions/events-sluice", Topic: "projects/sluice/topics/events",
+		AckDeadlineSeconds: 10, EnableExactlyOnceDelivery: eod,
+	})
+	require.NoError(t, err)
+	return srv
+}
+
+// pubsubPipeline reads subscription events-sluice of srv into table
+// events (id BIGINT) with pub_sub_input.
+func pubsubPipeline(t *testing.T, name string, srv *pstest.Server, batch int, eod bool) *pipeline.Pipeline {
+	raw, err := json.Marshal(map[string]any{
+		"emulator": srv.Addr, "project_id": "sluice", "subscription": "events-sluice", "exactly_once_delivery": eod,
+		// pstest hands each stream one message per 10 ms: 32 streams.
+		"pool_size": 32,
+	})
+	require.NoError(t, err)
+	p := &pipeline.Pipeline{Name: name, Tables: []pipeline.Table{{
+		Name:    "events",
+		Columns: []pipeline.Column{{Name: "id", Type: "BIGINT"}},
+		Connectors: []pipeline.Connector{{Name: "ps", MaxBatchSize: batch,
+			Transport: pipeline.Transport{Name: "pub_sub_input", Config: raw}, Format: &pipeline.Format{Name: "json"}}},
+	}}}
+	require.NoError(t, pipeline.Validate(p, builtin.Registry()))
+	return p
+}
+
+// TestPubSubCrash publishes 100,000 messages to a subscription while the
+// worker process reading it is SIGKILLed three times: every message is in
+// the table store exactly once, and every message is acknowledged (after
+// its commit). The subscription is without exactly-once delivery, which
+// pstest cannot serve at this rate (see pubsubFake): the connector is then
+// at least once by contract, the IDs in its checkpoint catching the
+// redeliveries of what was committed and not acknowledged when a worker
+// died. (Exactly-once delivery's confirmed acknowledgements are tested in
+// connectors/pubsub.)
+func TestPubSubCrash(t *testing.T) {
+	ts, c := newServer(t)
+	srv := pubsubFake(t, false)
+	const n = 100_000
+	dataDir := t.TempDir()
+	bin := buildBinary(t, "worker", t.TempDir())
+	name := fmt.Sprintf("pubsub%d", rand.IntN(1<<30))
+	run := startPipeline(t, c, workflows.Input{Pipeline: *pubsubPipeline(t, name, srv, 2000, false), HeartbeatTimeoutSeconds: 3})
+
+	// About 2,000 messages a second (pstest delivers little more): they
+	// arrive while the workers die.
+	var published atomic.Int64
+	go func() {
+		for i := range n {
+			srv.Publish("projects/sluice/topics/events", fmt.Appendf(nil, `{"id": %d}`, i), nil)
+			if i%500 == 499 {
+				published.Store(int64(i + 1))
+				time.Sleep(250 * time.Millisecond)
+			}
+		}
+		published.Store(n)
+	}()
+	committed := func() int64 {
+		st, err := sluice.Stats(context.Background(), c, name)
+		if err != nil || len(st.Inputs) == 0 {
+			return 0
+		}
+		return st.Inputs[0].Metrics.TotalRecords
+	}
+	var logs strings.Builder
+	proc := workerProcess(t, bin, dataDir, ts, &logs)
+	for _, at := range []int64{n / 5, 2 * n / 5, 3 * n / 5} {
+		eventually(t, 3*time.Minute, fmt.Sprintf("%d messages committed", at), func() bool { return committed() >= at })
+		require.NoError(t, proc.Process.Signal(syscall.SIGKILL))
+		_ = proc.Wait()
+		require.Less(t, published.Load(), int64(n), "messages must still be arriving when the worker is killed")
+		proc = workerProcess(t, bin, dataDir, ts, &logs)
+	}
+	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
+	// What a killed worker had received and not committed is redelivered
+	// once its ack deadline passes.
+	eventually(t, 4*time.Minute, "every message acknowledged", func() bool {
+		for _, m := range srv.Messages() {
+			if m.Acks == 0 {
+				return false
+			}
+		}
+		return len(srv.Messages()) == n
+	})
+	eventually(t, time.Minute, "the last commit reported", func() bool { return committed() >= n })
+	require.NoError(t, sluice.Command(context.Background(), c, name, workflows.PipelineStop, nil))
+	final := finish(t, run)
+	require.Nil(t, final.Inputs[0].FatalError, logs.String())
+	ids := netIDs(t, dataDir, name, "events")
+	require.Len(t, ids, n, "every message stored")
+	for id, w := range ids {
+		require.Equal(t, int64(1), w, "message %d stored %d times", id, w)
+	}
+	require.Equal(t, int64(n), final.Inputs[0].Metrics.TotalRecords, "each message counted once")
+	redelivered := 0
+	for _, m := range srv.Messages() {
+		if m.Deliveries > 1 {
+			redelivered++
+		}
+	}
+	t.Logf("pub_sub_input: %d messages, worker SIGKILLed 3 times, %d redelivered, each stored once", n, redelivered)
+}
