@@ -18,6 +18,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/connectors/builtin"
@@ -144,4 +145,85 @@ func TestPubSubCrash(t *testing.T) {
 		}
 	}
 	t.Logf("pub_sub_input: %d messages, worker SIGKILLed 3 times, %d redelivered, each stored once", n, redelivered)
+}
+
+// TestPubSubPipeline runs pub_sub_input through the workflow: a
+// timestamp seek made once at first activation (the messages published
+// before it are not read), and a missing subscription and credentials
+// that are not usable as fatal_errors that say why, with no part of the
+// credentials in the stats or the workflow history.
+func TestPubSubPipeline(t *testing.T) {
+	_, c := newServer(t)
+	srv := pubsubFake(t, false)
+	secret := fmt.Sprintf("s3cr3t%d", rand.Int64())
+	t.Setenv("SLUICE_GCP_CREDENTIALS", `{"type": "service_account", "client_email": "sluice@example.iam.gserviceaccount.com", "private_key": "`+secret+`"}`)
+	dataDir := t.TempDir()
+	startWorker(t, c, dataDir)
+	for i := range 10 {
+		srv.Publish("projects/sluice/topics/events", fmt.Appendf(nil, `{"id": %d}`, i), nil)
+	}
+	time.Sleep(20 * time.Millisecond)
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	name := fmt.Sprintf("pubsubp%d", rand.IntN(1<<30))
+	p, _, err := pipeline.Load(fmt.Appendf(nil, `
+name: %s
+tables:
+  - name: events
+    columns: [{name: id, type: BIGINT}]
+    connectors:
+      - name: live
+        transport: {name: pub_sub_input, config: {emulator: %q, project_id: sluice, subscription: events-sluice, timestamp: %q}}
+        format: {name: json}
+      - name: missing
+        transport: {name: pubsub_input, config: {emulator: %q, project_id: sluice, subscription: nosuch}}
+        format: {name: json}
+      - name: badcreds
+        transport: {name: pub_sub_input, config: {emulator: %q, project_id: sluice, subscription: events-sluice, credentials: "${env:SLUICE_GCP_CREDENTIALS}"}}
+        format: {name: json}
+`, name, srv.Addr, at, srv.Addr, srv.Addr), ".yaml", "")
+	require.NoError(t, err)
+	require.NoError(t, pipeline.Validate(p, builtin.Registry()))
+	run := startPipeline(t, c, workflows.Input{Pipeline: *p})
+	var st workflows.PipelineStats
+	eventually(t, time.Minute, "live sought, the others failed", func() bool {
+		st = stats(t, c, name)
+		for _, m := range srv.Messages() {
+			if m.Acks == 0 {
+				return false // the seek acknowledges the messages before its time
+			}
+		}
+		return connector(st, "events.missing").FatalError != nil && connector(st, "events.badcreds").FatalError != nil
+	})
+	// After the seek: pstest loses the messages published between a
+	// seek's time and the seek (see TestTimestampSeek in connectors/pubsub).
+	for i := 10; i < 30; i++ {
+		srv.Publish("projects/sluice/topics/events", fmt.Appendf(nil, `{"id": %d}`, i), nil)
+	}
+	eventually(t, time.Minute, "20 messages committed", func() bool {
+		return connector(stats(t, c, name), "events.live").Metrics.TotalRecords >= 20
+	})
+	require.Contains(t, *connector(st, "events.missing").FatalError, "subscriptions/nosuch: not found")
+	require.Contains(t, *connector(st, "events.badcreds").FatalError, "pub/sub credentials: the service account's private_key is not PEM-encoded")
+	require.NoError(t, sluice.Command(context.Background(), c, name, workflows.PipelineStop, nil))
+	final := finish(t, run)
+	require.Equal(t, int64(20), connector(final, "events.live").Metrics.TotalRecords)
+	ids := netIDs(t, dataDir, name, "events")
+	require.Len(t, ids, 20)
+	for i := int64(10); i < 30; i++ {
+		require.Equal(t, int64(1), ids[i], "id %d", i)
+	}
+
+	raw, _ := json.Marshal(final)
+	require.NotContains(t, string(raw), secret, "stats")
+	iter := c.GetWorkflowHistory(context.Background(), pipeline.WorkflowID(name), "", false, 0)
+	events := 0
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		b, err := proto.Marshal(ev)
+		require.NoError(t, err)
+		require.NotContains(t, string(b), secret, "history event %d", ev.GetEventId())
+		events++
+	}
+	require.Positive(t, events)
 }

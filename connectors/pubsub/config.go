@@ -105,7 +105,9 @@ func (c *Config) Validate() error {
 			bad("timestamp", "%q: want an ISO 8601 time such as 2024-08-17T16:39:57-08:00", c.Timestamp)
 		}
 	}
-	if c.Credentials != "" && !json.Valid([]byte(c.Credentials)) {
+	// At load the value is usually a ${env:NAME} (masked): only an inline
+	// object is checked here, the rest when Open reads it.
+	if strings.HasPrefix(strings.TrimSpace(c.Credentials), "{") && !json.Valid([]byte(c.Credentials)) {
 		// Never the value: it is a secret.
 		bad("credentials", "not JSON: give the content of a credentials JSON file, as ${env:NAME}")
 	}

@@ -2,7 +2,9 @@ package pubsub
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
@@ -152,6 +154,9 @@ func (s *Source) connect(ctx context.Context) error {
 			CredentialsJSON: []byte(s.cfg.Credentials),
 			Scopes:          []string{"https://www.googleapis.com/auth/pubsub"},
 		})
+		if err == nil {
+			err = checkKey(s.cfg.Credentials)
+		}
 		if err != nil {
 			return connectors.Fatal(fmt.Errorf("pub/sub credentials: %s", scrub(err.Error(), s.cfg.Credentials)))
 		}
@@ -561,4 +566,28 @@ func scrub(msg, credentials string) string {
 		}
 	}
 	return msg
+}
+
+// checkKey parses a service account's private_key, which the auth library
+// parses only when it first needs a token: a broken key then fails Open,
+// before anything is read (and also with an emulator, which takes no
+// credentials), rather than the first request.
+func checkKey(credentials string) error {
+	var sa struct {
+		Type       string `json:"type"`
+		PrivateKey string `json:"private_key"`
+	}
+	if err := json.Unmarshal([]byte(credentials), &sa); err != nil || sa.Type != "service_account" {
+		return nil // not a service account: DetectDefault judged it
+	}
+	block, _ := pem.Decode([]byte(sa.PrivateKey))
+	if block == nil {
+		return errors.New("the service account's private_key is not PEM-encoded")
+	}
+	if _, err := x509.ParsePKCS8PrivateKey(block.Bytes); err != nil {
+		if _, err1 := x509.ParsePKCS1PrivateKey(block.Bytes); err1 != nil {
+			return fmt.Errorf("the service account's private_key is not a PKCS #8 or PKCS #1 key: %w", err)
+		}
+	}
+	return nil
 }

@@ -131,7 +131,7 @@ func TestConfigErrors(t *testing.T) {
 		`{"subscription": "projects/a/subscriptions/s", "project_id": "b"}`:                `transport.config.project_id: "b" differs from the subscription's project "a"`,
 		`{"subscription": "projects/a/s"}`:                                                 "transport.config.subscription:",
 		`{"subscription": "s", "pool_size": 0}`:                                            "transport.config.pool_size: 0: must be at least 1",
-		`{"subscription": "s", "credentials": "hunter2-not-json"}`:                         "transport.config.credentials: not JSON",
+		`{"subscription": "s", "credentials": "{hunter2: 1}"}`:                             "transport.config.credentials: not JSON",
 		`{"subscription": "s", "emulator": "h:1", "endpoint": "e:443"}`:                    "transport.config.endpoint: excludes emulator",
 		`{"subscription": "s", "topic": "t"}`:                                              `unknown field "topic"`,
 	} {
@@ -274,7 +274,9 @@ func TestFatalErrors(t *testing.T) {
 	}{
 		"missing subscription": {map[string]any{"subscription": "nosuch"}, "pub/sub read subscription projects/sluice-test/subscriptions/nosuch: not found"},
 		"bad credentials":      {map[string]any{"subscription": plain, "credentials": `{"type": "service_account", "private_key": "hunter2"}`}, "pub/sub credentials"},
+		"bad key":              {map[string]any{"subscription": plain, "credentials": `{"type": "service_account", "client_email": "a@b.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\naHVudGVyMg==\n-----END PRIVATE KEY-----\n"}`}, "pub/sub credentials: the service account's private_key is not a PKCS #8 or PKCS #1 key"},
 		"unknown credentials":  {map[string]any{"subscription": plain, "credentials": `{"type": "hunter2"}`}, "pub/sub credentials"},
+		"not credentials":      {map[string]any{"subscription": plain, "credentials": "hunter2"}, "pub/sub credentials: not a credentials JSON object"},
 		"no exactly once":      {map[string]any{"subscription": plain, "exactly_once_delivery": true}, "does not have exactly-once delivery enabled"},
 		"unreachable":          {map[string]any{"subscription": plain, "emulator": "127.0.0.1:1", "connect_timeout_seconds": 1, "timeout_seconds": 1}, "service unreachable"},
 	} {
