@@ -181,6 +181,35 @@ func workerProcessAt(t *testing.T, bin, dataDir, addr, namespace string, logs *s
 	return cmd
 }
 
+// inputRecords returns a function that reads the records committed by
+// pipeline name's first input (0 while its stats cannot be read).
+func inputRecords(c client.Client, name string) func() int64 {
+	return func() int64 {
+		st, err := sluice.Stats(context.Background(), c, name)
+		if err != nil || len(st.Inputs) == 0 {
+			return 0
+		}
+		return st.Inputs[0].Metrics.TotalRecords
+	}
+}
+
+// killDuringInput runs pipeline name's workers as processes of bin and
+// SIGKILLs one each time its first input has committed the next count of
+// at, checking with busy that the input is still under way, then starts
+// another. It returns the last, running worker.
+func killDuringInput(t *testing.T, ts *temporaltest.TestServer, bin, dataDir, name string, at []int64, busy func() bool, logs *strings.Builder) *exec.Cmd {
+	committed := inputRecords(ts.GetDefaultClient(), name)
+	proc := workerProcess(t, bin, dataDir, ts, logs)
+	for _, n := range at {
+		eventually(t, 3*time.Minute, fmt.Sprintf("%d records committed", n), func() bool { return committed() >= n })
+		require.NoError(t, proc.Process.Signal(syscall.SIGKILL))
+		_ = proc.Wait()
+		require.True(t, busy(), "the input must still be under way when the worker is killed")
+		proc = workerProcess(t, bin, dataDir, ts, logs)
+	}
+	return proc
+}
+
 // commitFiles counts a table's commit files.
 func commitFiles(dataDir, p, table string) int {
 	es, _ := os.ReadDir(filepath.Join(dataDir, p, table))

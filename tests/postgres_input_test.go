@@ -7,9 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/csv"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -18,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/workflows"
@@ -88,32 +85,14 @@ func TestPostgresInputCrash(t *testing.T) {
 	bin := buildBinary(t, "worker", t.TempDir())
 	name := fmt.Sprintf("pgin%d", rand.IntN(1<<30))
 	run := startPipeline(t, c, workflows.Input{Pipeline: *postgresInputPipeline(t, name, src, true), HeartbeatTimeoutSeconds: 3})
-	committed := func() int64 {
-		st, err := sluice.Stats(context.Background(), c, name)
-		if err != nil || len(st.Inputs) == 0 {
-			return 0
-		}
-		return st.Inputs[0].Metrics.TotalRecords
-	}
+	committed := inputRecords(c, name)
 	var logs strings.Builder
-	proc := workerProcess(t, bin, dataDir, ts, &logs)
-	kills := 0
-	for _, at := range []int64{n / 5, 2 * n / 5, 3 * n / 5} {
-		eventually(t, 3*time.Minute, fmt.Sprintf("%d rows committed", at), func() bool { return committed() >= at })
-		require.NoError(t, proc.Process.Signal(syscall.SIGKILL))
-		_ = proc.Wait()
-		kills++
-		require.Less(t, committed(), int64(n), "the read must still be running when killed")
-		proc = workerProcess(t, bin, dataDir, ts, &logs)
-	}
+	kills := []int64{n / 5, 2 * n / 5, 3 * n / 5}
+	proc := killDuringInput(t, ts, bin, dataDir, name, kills, func() bool { return committed() < n }, &logs)
 	final := finish(t, run)
 	require.Nil(t, final.Inputs[0].FatalError, logs.String())
-	ids := netIDs(t, dataDir, name, "flights")
-	require.Len(t, ids, n, "every row read")
-	for id, w := range ids {
-		require.Equal(t, int64(1), w, "id %d stored %d times", id, w)
-	}
-	t.Logf("postgres_input: %d rows, worker SIGKILLed %d times, each row once", n, kills)
+	requireNetOnce(t, dataDir, name, "flights", n)
+	t.Logf("postgres_input: %d rows, worker SIGKILLed %d times, each row once", n, len(kills))
 
 	// Without key_columns: counted rows, at least once; one run here.
 	_ = proc.Process.Kill()

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -101,22 +100,10 @@ func TestPubSubCrash(t *testing.T) {
 		}
 		published.Store(n)
 	}()
-	committed := func() int64 {
-		st, err := sluice.Stats(context.Background(), c, name)
-		if err != nil || len(st.Inputs) == 0 {
-			return 0
-		}
-		return st.Inputs[0].Metrics.TotalRecords
-	}
+	committed := inputRecords(c, name)
 	var logs strings.Builder
-	proc := workerProcess(t, bin, dataDir, ts, &logs)
-	for _, at := range []int64{n / 5, 2 * n / 5, 3 * n / 5} {
-		eventually(t, 3*time.Minute, fmt.Sprintf("%d messages committed", at), func() bool { return committed() >= at })
-		require.NoError(t, proc.Process.Signal(syscall.SIGKILL))
-		_ = proc.Wait()
-		require.Less(t, published.Load(), int64(n), "messages must still be arriving when the worker is killed")
-		proc = workerProcess(t, bin, dataDir, ts, &logs)
-	}
+	proc := killDuringInput(t, ts, bin, dataDir, name, []int64{n / 5, 2 * n / 5, 3 * n / 5},
+		func() bool { return published.Load() < n }, &logs)
 	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
 	// What a killed worker had received and not committed is redelivered
 	// once its ack deadline passes.
@@ -132,11 +119,7 @@ func TestPubSubCrash(t *testing.T) {
 	require.NoError(t, sluice.Command(context.Background(), c, name, workflows.PipelineStop, nil))
 	final := finish(t, run)
 	require.Nil(t, final.Inputs[0].FatalError, logs.String())
-	ids := netIDs(t, dataDir, name, "events")
-	require.Len(t, ids, n, "every message stored")
-	for id, w := range ids {
-		require.Equal(t, int64(1), w, "message %d stored %d times", id, w)
-	}
+	requireNetOnce(t, dataDir, name, "events", n)
 	require.Equal(t, int64(n), final.Inputs[0].Metrics.TotalRecords, "each message counted once")
 	redelivered := 0
 	for _, m := range srv.Messages() {

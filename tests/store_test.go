@@ -61,6 +61,17 @@ func netIDs(t *testing.T, dataDir, p, table string) map[int64]int64 {
 	return dropZero(out)
 }
 
+// requireNetOnce checks that table of pipeline p nets to n distinct ids
+// (its first column), each with weight 1.
+func requireNetOnce(t *testing.T, dataDir, p, table string, n int) {
+	t.Helper()
+	ids := netIDs(t, dataDir, p, table)
+	require.Len(t, ids, n, "every record stored")
+	for id, w := range ids {
+		require.Equal(t, int64(1), w, "id %d stored %d times", id, w)
+	}
+}
+
 // requireEachIDOnce checks that the events table of pipeline p holds ids
 // 0..n-1, each exactly once.
 func requireEachIDOnce(t *testing.T, dataDir, p string, n int) {
