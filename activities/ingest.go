@@ -508,7 +508,11 @@ func (w *writer) commit(pending []connectors.Batch, rows int64) error {
 		// redelivery it recognises), not the connector's.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), time.Minute)
 		defer cancel()
-		if err := w.committer.Committed(ctx, next.Checkpoint); err != nil {
+		err := func() (err error) {
+			defer connectors.Recover(&err, w.connector+" commit hook")
+			return w.committer.Committed(ctx, next.Checkpoint)
+		}()
+		if err != nil {
 			activity.GetLogger(w.ctx).Warn("source's commit hook failed", "connector", w.connector, "error", w.secrets.Redact(err.Error()))
 		}
 	}

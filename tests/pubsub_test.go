@@ -87,22 +87,22 @@ func TestPubSubCrash(t *testing.T) {
 	name := fmt.Sprintf("pubsub%d", rand.IntN(1<<30))
 	run := startPipeline(t, c, workflows.Input{Pipeline: *pubsubPipeline(t, name, srv, 2000, false), HeartbeatTimeoutSeconds: 3})
 
-	// About 2,000 messages a second (pstest delivers little more): they
-	// arrive while the workers die.
+	// About 1,250 messages a second (pstest delivers little more) for 80 s:
+	// they arrive while the workers die.
 	var published atomic.Int64
 	go func() {
 		for i := range n {
 			srv.Publish("projects/sluice/topics/events", fmt.Appendf(nil, `{"id": %d}`, i), nil)
 			if i%500 == 499 {
 				published.Store(int64(i + 1))
-				time.Sleep(250 * time.Millisecond)
+				time.Sleep(400 * time.Millisecond)
 			}
 		}
 		published.Store(n)
 	}()
 	committed := inputRecords(c, name)
 	var logs strings.Builder
-	proc := killDuringInput(t, ts, bin, dataDir, name, []int64{n / 5, 2 * n / 5, 3 * n / 5},
+	proc := killDuringInput(t, ts, bin, dataDir, name, []int64{n / 10, 2 * n / 10, 3 * n / 10},
 		func() bool { return published.Load() < n }, &logs)
 	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
 	// What a killed worker had received and not committed is redelivered

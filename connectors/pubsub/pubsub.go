@@ -7,10 +7,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"cloud.google.com/go/auth"
 	"cloud.google.com/go/auth/credentials"
 	ps "cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -27,11 +29,19 @@ import (
 
 // RedeliveryWindow is how long a message ID that was committed but whose
 // acknowledgement is not known to have reached Pub/Sub (the checkpoint's
-// IDs at Open, a failed acknowledgement) is remembered: a redelivery
-// within it is acknowledged and dropped. Pub/Sub redelivers an
-// unacknowledged message once its ack deadline (at most 600 s) has
-// passed, so 15 minutes covers it.
-var RedeliveryWindow = 15 * time.Minute
+// IDs at Open, a failed acknowledgement) is remembered after it was last
+// seen: a redelivery within it is acknowledged and dropped (and, with
+// exactly-once delivery, forgotten once that acknowledgement is
+// confirmed). Pub/Sub makes an unacknowledged message available again
+// once its ack deadline (at most 600 s) has passed; a backlog that delays
+// its redelivery past the window makes it a duplicate.
+var RedeliveryWindow = time.Hour
+
+// MaxHeld bounds the messages received and not yet acknowledged (the
+// Receive callback blocks beyond it), and so the IDs a checkpoint lists:
+// about twice this many at most, some 800 KB of JSON with Pub/Sub's
+// 19-digit IDs, under Temporal's 2 MB limit on heartbeat details.
+var MaxHeld = 20_000
 
 // AckTimeout bounds the wait for the confirmation of an acknowledgement
 // (exactly-once delivery); unconfirmed then, its ID is remembered for
@@ -49,8 +59,9 @@ var AckGrace = 2 * time.Second
 // CloseWait bounds how long Close waits for pending confirmations.
 var CloseWait = 10 * time.Second
 
-// MaxOutstandingBytes bounds the bytes of the messages received and not
-// yet acknowledged (Pub/Sub's flow control): the source's memory.
+// MaxOutstandingBytes is the client's flow control by bytes: it bounds
+// the messages being handed to the source, not those it holds until their
+// commit (MaxHeld does).
 var MaxOutstandingBytes = 256 << 20
 
 // Checkpoint is pub_sub_input's position. Pub/Sub has no offsets: the
@@ -86,6 +97,7 @@ type Source struct {
 	seek    string // Checkpoint.Seek
 
 	msgs    chan *ps.Message
+	slots   chan struct{}      // one per message held: received, not yet acked or nacked
 	cancel  context.CancelFunc // stops Receive
 	done    chan struct{}      // closed when Receive has returned
 	recvErr error              // Receive's error, once done is closed
@@ -150,13 +162,7 @@ func (s *Source) connect(ctx context.Context) error {
 	}
 	var opts []option.ClientOption
 	if s.cfg.Credentials != "" {
-		creds, err := credentials.DetectDefault(&credentials.DetectOptions{
-			CredentialsJSON: []byte(s.cfg.Credentials),
-			Scopes:          []string{"https://www.googleapis.com/auth/pubsub"},
-		})
-		if err == nil {
-			err = checkKey(s.cfg.Credentials)
-		}
+		creds, err := parseCredentials(s.cfg.Credentials)
 		if err != nil {
 			return connectors.Fatal(fmt.Errorf("pub/sub credentials: %s", scrub(err.Error(), s.cfg.Credentials)))
 		}
@@ -282,7 +288,7 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 	// Flow control bounds what is received and not yet acknowledged,
 	// that is not yet committed: two batches' worth, so that the next
 	// batch arrives while one commits.
-	outstanding := max(1000, 2*s.p.BatchSize)
+	outstanding := min(max(1000, 2*s.p.BatchSize), MaxHeld)
 	sub := s.client.Subscriber(s.subName)
 	sub.ReceiveSettings.MaxOutstandingMessages = outstanding
 	sub.ReceiveSettings.MaxOutstandingBytes = MaxOutstandingBytes
@@ -297,6 +303,7 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 	// starts).
 	sub.ReceiveSettings.ShutdownOptions = &ps.ShutdownOptions{Behavior: ps.ShutdownBehaviorWaitForProcessing, Timeout: -1}
 	s.msgs = make(chan *ps.Message, outstanding)
+	s.slots = make(chan struct{}, outstanding)
 	s.done = make(chan struct{})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
@@ -304,11 +311,15 @@ func (s *Source) Open(ctx context.Context, checkpoint connectors.Checkpoint) err
 	go func() {
 		defer close(s.done)
 		s.recvErr = sub.Receive(rctx, func(ctx context.Context, m *ps.Message) {
+			// The client's flow control counts a message until this
+			// returns; the slot counts it until it is acked or nacked.
 			select {
-			case s.msgs <- m:
+			case s.slots <- struct{}{}:
 			case <-ctx.Done():
 				m.Nack()
+				return
 			}
+			s.msgs <- m // as deep as slots: never blocks
 		})
 	}()
 	return nil
@@ -355,15 +366,17 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 				// Delivered again before its commit: acknowledged with it.
 				d.msgs = append(d.msgs, m)
 			default:
-				// Committed already (before a crash, or just now).
+				// Committed already (before a crash, or just now):
+				// remembered as long again as it keeps coming.
+				if !d.until.IsZero() {
+					d.until = time.Now().Add(RedeliveryWindow)
+				}
 				dropped = append(dropped, m)
 			}
 		}
 		cp := s.checkpoint()
 		s.mu.Unlock()
-		for _, m := range dropped {
-			m.Ack()
-		}
+		s.ackDropped(dropped)
 		if len(fresh) == 0 {
 			continue
 		}
@@ -382,6 +395,50 @@ func (s *Source) Read(ctx context.Context) (connectors.Batch, error) {
 		b.Record = s.rows.NewRecordBatch()
 		b.Checkpoint = cp
 		return b, nil
+	}
+}
+
+// ackDropped acknowledges redeliveries of committed messages. With
+// exactly-once delivery a confirmed acknowledgement ends the message's
+// redeliveries, and its ID is forgotten.
+func (s *Source) ackDropped(msgs []*ps.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	if !s.eod {
+		for _, m := range msgs {
+			m.Ack()
+			s.release()
+		}
+		return
+	}
+	results := make([]*ps.AckResult, len(msgs))
+	for i, m := range msgs {
+		results[i] = m.AckWithResult()
+		s.release()
+	}
+	s.acks.Add(1)
+	go func() {
+		defer s.acks.Done()
+		ctx, cancel := context.WithTimeout(s.ackCtx, AckTimeout)
+		defer cancel()
+		for i, r := range results {
+			if st, err := r.Get(ctx); err == nil && st == ps.AcknowledgeStatusSuccess {
+				s.mu.Lock()
+				if d := s.ids[msgs[i].ID]; d != nil && d.msgs == nil {
+					delete(s.ids, msgs[i].ID)
+				}
+				s.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// release frees the slot of a message just acked or nacked.
+func (s *Source) release() {
+	select {
+	case <-s.slots:
+	default:
 	}
 }
 
@@ -441,6 +498,7 @@ func (s *Source) Committed(ctx context.Context, checkpoint connectors.Checkpoint
 		// acknowledgements every 100 ms) and one commit, then goes.
 		for _, m := range msgs {
 			m.Ack()
+			s.release()
 		}
 		s.settle(ids, make([]error, len(ids)))
 		return nil
@@ -448,6 +506,7 @@ func (s *Source) Committed(ctx context.Context, checkpoint connectors.Checkpoint
 	results := make([]*ps.AckResult, len(msgs))
 	for i, m := range msgs {
 		results[i] = m.AckWithResult()
+		s.release()
 	}
 	s.acks.Add(1)
 	go func() {
@@ -477,9 +536,10 @@ func (s *Source) grace() time.Duration {
 	return AckGrace
 }
 
-// settle records the outcome of acknowledging ids: confirmed, an ID
-// leaves at the next commit; failed, it is remembered for
-// RedeliveryWindow.
+// settle records the outcome of acknowledging ids: confirmed (exactly-once
+// delivery), an ID is forgotten, since the message will not come again;
+// sent (without it), the ID leaves at a commit AckGrace later; failed, it
+// is remembered for RedeliveryWindow.
 func (s *Source) settle(ids []string, errs []error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -495,7 +555,11 @@ func (s *Source) settle(ids []string, errs []error) {
 			continue
 		}
 		if d.until.IsZero() {
-			// Deleted by the next Committed: the commit it reports holds
+			if s.eod && d.msgs == nil {
+				delete(s.ids, id)
+				continue
+			}
+			// Deleted by a later Committed: the commit it reports holds
 			// a checkpoint with the ID, made after the acknowledgement.
 			d.acked = max(s.gen, 1)
 			d.ackAt = time.Now()
@@ -522,6 +586,7 @@ func (s *Source) Close() error {
 		for _, d := range s.ids {
 			for _, m := range d.msgs {
 				m.Nack()
+				s.release()
 			}
 			d.msgs = nil
 		}
@@ -532,11 +597,15 @@ func (s *Source) Close() error {
 			select {
 			case m := <-s.msgs:
 				m.Nack()
+				s.release()
 				continue
 			case <-s.done:
 			case <-giveUp: // unsent nacks expire at their ack deadline
 			}
 			break
+		}
+		for len(s.msgs) > 0 { // what the last callbacks queued
+			(<-s.msgs).Nack()
 		}
 		s.acks.Wait()
 		s.cancel = nil
@@ -568,26 +637,46 @@ func scrub(msg, credentials string) string {
 	return msg
 }
 
-// checkKey parses a service account's private_key, which the auth library
-// parses only when it first needs a token: a broken key then fails Open,
+// AcceptedCredentials are the credential file types pub_sub_input takes:
+// a service account key and a user's (gcloud auth application-default
+// login). Other types (external_account, impersonated_service_account)
+// make the worker read files and call URLs the file names, which a
+// pipeline's author must not choose for the worker's machine.
+var AcceptedCredentials = []credentials.CredType{credentials.ServiceAccount, credentials.AuthorizedUser}
+
+// parseCredentials reads a credentials file's content of an accepted type,
+// and checks a service account's private_key, which the auth library
+// parses only when it first needs a token: a broken key fails Open,
 // before anything is read (and also with an emulator, which takes no
 // credentials), rather than the first request.
-func checkKey(credentials string) error {
-	var sa struct {
+func parseCredentials(raw string) (*auth.Credentials, error) {
+	var file struct {
 		Type       string `json:"type"`
 		PrivateKey string `json:"private_key"`
 	}
-	if err := json.Unmarshal([]byte(credentials), &sa); err != nil || sa.Type != "service_account" {
-		return nil // not a service account: DetectDefault judged it
+	if err := json.Unmarshal([]byte(raw), &file); err != nil {
+		return nil, errors.New("not a credentials JSON object")
 	}
-	block, _ := pem.Decode([]byte(sa.PrivateKey))
+	if !slices.Contains(AcceptedCredentials, credentials.CredType(file.Type)) {
+		return nil, fmt.Errorf("the type of these credentials is not accepted: give a %s or %s file", credentials.ServiceAccount, credentials.AuthorizedUser)
+	}
+	creds, err := credentials.NewCredentialsFromJSON(credentials.CredType(file.Type), []byte(raw), &credentials.DetectOptions{
+		Scopes: []string{"https://www.googleapis.com/auth/pubsub"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if file.Type != string(credentials.ServiceAccount) {
+		return creds, nil
+	}
+	block, _ := pem.Decode([]byte(file.PrivateKey))
 	if block == nil {
-		return errors.New("the service account's private_key is not PEM-encoded")
+		return nil, errors.New("the service account's private_key is not PEM-encoded")
 	}
 	if _, err := x509.ParsePKCS8PrivateKey(block.Bytes); err != nil {
 		if _, err1 := x509.ParsePKCS1PrivateKey(block.Bytes); err1 != nil {
-			return fmt.Errorf("the service account's private_key is not a PKCS #8 or PKCS #1 key: %w", err)
+			return nil, fmt.Errorf("the service account's private_key is not a PKCS #8 or PKCS #1 key: %w", err)
 		}
 	}
-	return nil
+	return creds, nil
 }

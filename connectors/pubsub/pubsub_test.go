@@ -275,10 +275,12 @@ func TestFatalErrors(t *testing.T) {
 		"missing subscription": {map[string]any{"subscription": "nosuch"}, "pub/sub read subscription projects/sluice-test/subscriptions/nosuch: not found"},
 		"bad credentials":      {map[string]any{"subscription": plain, "credentials": `{"type": "service_account", "private_key": "hunter2"}`}, "pub/sub credentials"},
 		"bad key":              {map[string]any{"subscription": plain, "credentials": `{"type": "service_account", "client_email": "a@b.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\naHVudGVyMg==\n-----END PRIVATE KEY-----\n"}`}, "pub/sub credentials: the service account's private_key is not a PKCS #8 or PKCS #1 key"},
-		"unknown credentials":  {map[string]any{"subscription": plain, "credentials": `{"type": "hunter2"}`}, "pub/sub credentials"},
+		"unknown credentials":  {map[string]any{"subscription": plain, "credentials": `{"type": "hunter2"}`}, "pub/sub credentials: the type of these credentials is not accepted"},
 		"not credentials":      {map[string]any{"subscription": plain, "credentials": "hunter2"}, "pub/sub credentials: not a credentials JSON object"},
-		"no exactly once":      {map[string]any{"subscription": plain, "exactly_once_delivery": true}, "does not have exactly-once delivery enabled"},
-		"unreachable":          {map[string]any{"subscription": plain, "emulator": "127.0.0.1:1", "connect_timeout_seconds": 1, "timeout_seconds": 1}, "service unreachable"},
+		"external account": {map[string]any{"subscription": plain, "credentials": `{"type": "external_account", "audience": "hunter2", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": "http://127.0.0.1:1/token", "credential_source": {"file": "/proc/self/environ"}}`},
+			"pub/sub credentials: the type of these credentials is not accepted: give a service_account or authorized_user file"},
+		"no exactly once": {map[string]any{"subscription": plain, "exactly_once_delivery": true}, "does not have exactly-once delivery enabled"},
+		"unreachable":     {map[string]any{"subscription": plain, "emulator": "127.0.0.1:1", "connect_timeout_seconds": 1, "timeout_seconds": 1}, "service unreachable"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := source(t, f, tc.cfg).Open(context.Background(), nil)
@@ -319,4 +321,38 @@ func seq(from, to int64) []int64 {
 		s = append(s, i)
 	}
 	return s
+}
+
+// TestHeldBound: what is received and not yet committed is bounded by
+// MaxHeld, however fast messages come and however many streams pull;
+// a commit (Committed) makes room.
+func TestHeldBound(t *testing.T) {
+	defer func(n int) { pubsub.MaxHeld = n }(pubsub.MaxHeld)
+	pubsub.MaxHeld = 300
+	f := newFake(t)
+	sub := f.subscription(t, "bound", false)
+	f.publish(0, 1000)
+	src := source(t, f, map[string]any{"subscription": sub, "pool_size": 8})
+	require.NoError(t, src.Open(context.Background(), nil))
+	var got int64
+	var cp connectors.Checkpoint
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		b, err := src.Read(ctx)
+		cancel()
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			break
+		}
+		got += b.Rows()
+		cp = b.Checkpoint
+		b.Record.Release()
+	}
+	require.Equal(t, int64(300), got, "held at MaxHeld until a commit")
+	var c pubsub.Checkpoint
+	require.NoError(t, json.Unmarshal(cp, &c))
+	require.Len(t, c.Unacked, 300)
+	require.NoError(t, src.(connectors.Committer).Committed(context.Background(), cp))
+	more, _ := readIDs(t, src, 300)
+	require.Len(t, more, 300)
 }
