@@ -405,11 +405,32 @@ func (s *Source) ackDropped(msgs []*ps.Message) {
 	if len(msgs) == 0 {
 		return
 	}
+	s.ack(msgs, func(errs []error) {
+		if !s.eod {
+			return // nothing confirmed: the ID waits for its window
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i, err := range errs {
+			if d := s.ids[msgs[i].ID]; err == nil && d != nil && d.msgs == nil {
+				delete(s.ids, msgs[i].ID)
+			}
+		}
+	})
+}
+
+// ack acknowledges msgs, freeing their slots, and passes the outcome of
+// each to settled: without exactly-once delivery at once and all nil
+// (Pub/Sub confirms nothing); with it, from a goroutine once Pub/Sub has
+// confirmed or refused each, or AckTimeout has passed (Close waits for
+// these goroutines).
+func (s *Source) ack(msgs []*ps.Message, settled func(errs []error)) {
 	if !s.eod {
 		for _, m := range msgs {
 			m.Ack()
 			s.release()
 		}
+		settled(make([]error, len(msgs)))
 		return
 	}
 	results := make([]*ps.AckResult, len(msgs))
@@ -422,15 +443,15 @@ func (s *Source) ackDropped(msgs []*ps.Message) {
 		defer s.acks.Done()
 		ctx, cancel := context.WithTimeout(s.ackCtx, AckTimeout)
 		defer cancel()
+		errs := make([]error, len(results))
 		for i, r := range results {
-			if st, err := r.Get(ctx); err == nil && st == ps.AcknowledgeStatusSuccess {
-				s.mu.Lock()
-				if d := s.ids[msgs[i].ID]; d != nil && d.msgs == nil {
-					delete(s.ids, msgs[i].ID)
-				}
-				s.mu.Unlock()
+			st, err := r.Get(ctx)
+			if err == nil && st != ps.AcknowledgeStatusSuccess {
+				err = fmt.Errorf("acknowledgement status %d", st)
 			}
+			errs[i] = err
 		}
+		settled(errs)
 	}()
 }
 
@@ -492,37 +513,10 @@ func (s *Source) Committed(ctx context.Context, checkpoint connectors.Checkpoint
 	if len(msgs) == 0 {
 		return nil
 	}
-	if !s.eod {
-		// Without exactly-once delivery an acknowledgement is never
-		// confirmed: the ID stays for AckGrace (the client sends its
-		// acknowledgements every 100 ms) and one commit, then goes.
-		for _, m := range msgs {
-			m.Ack()
-			s.release()
-		}
-		s.settle(ids, make([]error, len(ids)))
-		return nil
-	}
-	results := make([]*ps.AckResult, len(msgs))
-	for i, m := range msgs {
-		results[i] = m.AckWithResult()
-		s.release()
-	}
-	s.acks.Add(1)
-	go func() {
-		defer s.acks.Done()
-		ctx, cancel := context.WithTimeout(s.ackCtx, AckTimeout)
-		defer cancel()
-		errs := make([]error, len(results))
-		for i, r := range results {
-			st, err := r.Get(ctx)
-			if err == nil && st != ps.AcknowledgeStatusSuccess {
-				err = fmt.Errorf("acknowledgement status %d", st)
-			}
-			errs[i] = err
-		}
-		s.settle(ids, errs)
-	}()
+	// Without exactly-once delivery an acknowledgement is never
+	// confirmed: the ID stays for AckGrace (the client sends its
+	// acknowledgements every 100 ms) and one commit, then goes.
+	s.ack(msgs, func(errs []error) { s.settle(ids, errs) })
 	return nil
 }
 
