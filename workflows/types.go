@@ -53,10 +53,25 @@ type Input struct {
 	// HistoryLimit continues as new once the history has this many events
 	// (default 10,000), besides whenever Temporal suggests it.
 	HistoryLimit int `json:"history_limit,omitempty"`
+	// Schedule is set on the runs a Temporal Schedule starts (sluice
+	// schedule create): each run is a fresh backfill with its own
+	// identity, and ${schedule:...} placeholders in connector configs
+	// take the run's scheduled window (see [ScheduleInput]).
+	Schedule *ScheduleInput `json:"schedule,omitempty"`
 	// HeartbeatTimeoutSeconds is the Ingest activities' heartbeat timeout:
 	// how long a crashed worker's connector waits before it resumes
 	// elsewhere. Default 10.
 	HeartbeatTimeoutSeconds int `json:"heartbeat_timeout_seconds,omitempty"`
+}
+
+// ScheduleInput describes the schedule that started a run.
+type ScheduleInput struct {
+	// ID is the Temporal Schedule's ID (sluice schedule create NAME).
+	ID string `json:"id"`
+	// EverySeconds is the schedule's interval (--every), which makes a
+	// window's end its start plus the interval; 0 for a cron schedule,
+	// whose windows have a start only.
+	EverySeconds int64 `json:"every_seconds,omitempty"`
 }
 
 // State is the pipeline's control state, carried across continue-as-new.

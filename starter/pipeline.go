@@ -1,0 +1,112 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/connectors/builtin"
+	"github.com/sluicehq/sluice/workflows"
+)
+
+func newPipelineCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "pipeline", Short: "Start, control and inspect pipelines"}
+	var paused bool
+	start := &cobra.Command{
+		Use:   "start FILE",
+		Short: "Validate a pipeline file and start its workflow",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, notices, err := sluice.Load(args[0], builtin.Registry())
+			printNotices(notices)
+			if err != nil {
+				return err
+			}
+			c, err := dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			run, err := sluice.Start(cmd.Context(), c, p, sluice.StartOptions{TaskQueue: g.taskQueue, Paused: paused})
+			if errors.Is(err, sluice.ErrAlreadyRunning) {
+				return fmt.Errorf("pipeline %s is already running (workflow %s)", p.Name, run.GetID())
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Printf("started pipeline %s: workflow %s, run %s\n", p.Name, run.GetID(), run.GetRunID())
+			return nil
+		},
+	}
+	start.Flags().BoolVar(&paused, "paused", false, "start the pipeline Paused")
+	control := func(use, short, update string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := dial(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if err := sluice.Command(cmd.Context(), c, args[0], update, nil); err != nil {
+					return err
+				}
+				fmt.Printf("pipeline %s: %s\n", args[0], update)
+				return nil
+			},
+		}
+	}
+	stats := &cobra.Command{
+		Use: "stats NAME", Short: "Print a pipeline's stats as JSON", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			s, err := sluice.Stats(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			return printJSON(s)
+		},
+	}
+	list := &cobra.Command{
+		Use: "list", Short: "List pipelines (their workflows)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.ListWorkflow(cmd.Context(), &workflowservice.ListWorkflowExecutionsRequest{Query: "WorkflowType = '" + workflows.WorkflowName + "'"})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%-24s %-12s %s\n", "NAME", "STATUS", "STARTED")
+			for _, e := range resp.Executions {
+				name := strings.TrimPrefix(e.Execution.WorkflowId, "pipeline-")
+				status := strings.TrimPrefix(e.Status.String(), "WORKFLOW_EXECUTION_STATUS_")
+				if e.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+					if s, err := sluice.Stats(cmd.Context(), c, name); err == nil {
+						status = s.State
+					}
+				}
+				fmt.Printf("%-24s %-12s %s\n", name, status, e.StartTime.AsTime().Local().Format(time.DateTime))
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(start,
+		control("pause", "Pause every connector of a pipeline", workflows.PipelinePause),
+		control("resume", "Resume a paused pipeline", workflows.PipelineStart),
+		control("stop", "Pause everything, then complete the pipeline's workflow", workflows.PipelineStop),
+		stats, list)
+	return cmd
+}
