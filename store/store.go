@@ -44,6 +44,7 @@ import (
 	"io/fs"
 	"math"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -512,6 +513,8 @@ type maintenance struct {
 	wantCheckpoint bool
 	// checkpointedLast says the last step wrote a checkpoint.
 	checkpointedLast bool
+	// stopped is closed when the maintenance goroutine has returned.
+	stopped chan struct{}
 	// life orders Flush's send before Close's close of work.
 	life sync.RWMutex
 }
@@ -525,7 +528,8 @@ func (t *Table) kick() {
 	if !t.m.started {
 		t.m.started = true
 		t.m.work = make(chan chan struct{}, 1)
-		go t.maintainLoop()
+		t.m.stopped = make(chan struct{})
+		go t.maintainLoop(t.m.work, t.m.stopped)
 	}
 	select {
 	case t.m.work <- nil:
@@ -551,30 +555,45 @@ func (t *Table) Flush() {
 	<-d
 }
 
-// Close stops the background work after its current step, without
-// waiting for it (call Flush first to wait). The Table must not be used
-// afterwards.
+// Close stops the background work after its current step (a log
+// checkpoint or one compaction; the rest that was asked for is left to
+// the next writer) and waits for that step, so that nothing writes to
+// the table's storage on its behalf once Close returns. Call Flush first
+// to finish all of it. The Table must not be used afterwards.
 func (t *Table) Close() error {
 	t.m.life.Lock()
-	defer t.m.life.Unlock()
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	var stopped chan struct{}
 	if !t.m.closed && t.m.started {
 		close(t.m.work)
+		stopped = t.m.stopped
 	}
 	t.m.closed = true
+	t.mu.Unlock()
+	t.m.life.Unlock()
+	if stopped != nil {
+		<-stopped
+	}
 	return nil
 }
 
-func (t *Table) maintainLoop() {
+func (t *Table) maintainLoop(work chan chan struct{}, stopped chan struct{}) {
+	defer close(stopped)
 	ctx := context.Background()
-	for d := range t.m.work {
-		for t.maintainStep(ctx) {
+	for d := range work {
+		for !t.closing() && t.maintainStep(ctx) {
 		}
 		if d != nil {
 			close(d)
 		}
 	}
+}
+
+// closing reports whether Close was called.
+func (t *Table) closing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m.closed
 }
 
 // maintainStep writes a wanted log checkpoint or runs one compaction,
@@ -906,6 +925,14 @@ func (t *Table) Scan(ctx context.Context, fn func(arrow.RecordBatch) error) erro
 	if err != nil {
 		return err
 	}
+	return t.ScanFiles(ctx, files, fn)
+}
+
+// ScanFiles calls fn with every record batch of files (as [Table.Snapshot]
+// returns them), file by file. It reads as it goes: when fn returns an
+// error, ScanFiles returns it at once, without reading the rest of the
+// file or the files after it. The batch is released after fn returns.
+func (t *Table) ScanFiles(ctx context.Context, files []*delta.File, fn func(arrow.RecordBatch) error) error {
 	schema, err := t.schema()
 	if err != nil {
 		return err
@@ -920,6 +947,27 @@ func (t *Table) Scan(ctx context.Context, fn func(arrow.RecordBatch) error) erro
 		}
 	}
 	return nil
+}
+
+// InsertsOnly reports whether files (as [Table.Snapshot] returns them)
+// hold inserts only, from their add actions' stats: every file's minimum
+// _weight is at least 1. Then the table's rows are the files' rows, each
+// weight times, and a reader may stream them without netting deletes. A
+// file without that statistic counts as one that may hold deletes.
+func InsertsOnly(files []*delta.File) bool {
+	for _, f := range files {
+		var s struct {
+			MinValues map[string]json.RawMessage `json:"minValues"`
+		}
+		if f.Stats == "" || json.Unmarshal([]byte(f.Stats), &s) != nil {
+			return false
+		}
+		var w int64
+		if json.Unmarshal(s.MinValues[pipeline.WeightColumn], &w) != nil || w < 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // Change locates a batch of the change stream.
@@ -1106,3 +1154,56 @@ func (t *Table) oldestHold(ctx context.Context) (oldest int64, ok bool, err erro
 
 // String is the table's location.
 func (t *Table) String() string { return t.location }
+
+// Drop deletes the table at location: its data files, its log and the
+// outputs' holds (Feldera's "clear storage" for one table). A missing
+// table is not an error. Nothing else may use the table meanwhile; the
+// positions outputs keep in their destinations are not touched.
+func Drop(ctx context.Context, location string, o Options) error {
+	if dir, ok := localDir(location); ok {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("store: drop %s: %w", location, err)
+		}
+		return nil
+	}
+	o = o.withDefaults()
+	st, err := delta.NewStorage(ctx, location, o.S3)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", location, err)
+	}
+	// Data files and holds first, the log last: an interrupted drop
+	// leaves a log whose files are missing, never files no log names.
+	for _, dir := range []string{"", HoldsDir, delta.LogDir} {
+		for {
+			es, err := st.List(ctx, dir, "")
+			if err != nil {
+				return fmt.Errorf("store: drop %s: %w", location, err)
+			}
+			if len(es) == 0 {
+				break
+			}
+			for _, e := range es {
+				name := e.Name
+				if dir != "" {
+					name = dir + "/" + e.Name
+				}
+				if err := st.Delete(ctx, name); err != nil {
+					return fmt.Errorf("store: drop %s: %w", location, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// localDir returns the directory of a local table location.
+func localDir(location string) (string, bool) {
+	u, err := url.Parse(location)
+	if err == nil && u.Scheme == "s3" {
+		return "", false
+	}
+	if err == nil && u.Scheme == "file" {
+		return u.Path, true
+	}
+	return location, true
+}

@@ -518,3 +518,44 @@ func TestVacuumSkipsActiveFiles(t *testing.T) {
 	require.NoError(t, err, "the active file %s is not vacuumed", live)
 	require.Equal(t, map[string]int{"c/1": 2, "c/2": 2}, counts(t, tbl, false))
 }
+
+// TestInsertsOnly: a snapshot's files say from their stats whether the
+// table has deletes, and ScanFiles stops reading at the callback's error.
+func TestInsertsOnly(t *testing.T) {
+	ctx := context.Background()
+	tbl, _ := create(t, Options{CompactMinFiles: -1})
+	defer tbl.Close()
+	commit := func(n int64, weight int64) {
+		b := array.NewRecordBuilder(memory.DefaultAllocator, pipeline.WithWeight(testSchema))
+		defer b.Release()
+		b.Field(0).(*array.StringBuilder).Append("c")
+		b.Field(1).(*array.Int64Builder).Append(n)
+		b.Field(2).(*array.Int64Builder).Append(weight)
+		rec := b.NewRecordBatch()
+		defer rec.Release()
+		_, err := tbl.Commit(ctx, Commit{Table: "t", Connector: "c", Number: n, Records: []arrow.RecordBatch{rec}, Schema: pipeline.WithWeight(testSchema)})
+		require.NoError(t, err)
+	}
+	_, files, err := tbl.Snapshot(ctx)
+	require.NoError(t, err)
+	require.True(t, InsertsOnly(files), "an empty table")
+	commit(1, 1)
+	commit(2, 2)
+	_, files, err = tbl.Snapshot(ctx)
+	require.NoError(t, err)
+	require.True(t, InsertsOnly(files))
+	stop := errors.New("stop")
+	batches := 0
+	err = tbl.ScanFiles(ctx, files, func(arrow.RecordBatch) error { batches++; return stop })
+	require.ErrorIs(t, err, stop)
+	require.Equal(t, 1, batches, "ScanFiles goes on after its callback failed")
+
+	commit(3, -1)
+	_, files, err = tbl.Snapshot(ctx)
+	require.NoError(t, err)
+	require.False(t, InsertsOnly(files))
+
+	noStats := *files[0]
+	noStats.Stats = ""
+	require.False(t, InsertsOnly([]*delta.File{&noStats}), "a file without stats may hold deletes")
+}
