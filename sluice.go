@@ -14,6 +14,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -60,6 +61,10 @@ type WorkerOptions struct {
 	// connectors.DefaultAllowEnv (SLUICE_*). A reference outside them
 	// fails the connector with a config error naming the variable.
 	AllowEnv []string
+	// Observer, if set, sees every connector's progress at each
+	// heartbeat and when its activity returns (activities.Observer): the
+	// worker's Prometheus metrics (metrics.Collector) use it.
+	Observer activities.Observer
 }
 
 // NewWorker returns a worker (not started) that runs the Pipeline workflow
@@ -84,7 +89,7 @@ func NewWorker(c client.Client, o WorkerOptions) worker.Worker {
 		DefaultHeartbeatThrottleInterval:   time.Second,
 	})
 	w.RegisterWorkflowWithOptions(workflows.Pipeline, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivityWithOptions(&activities.Activities{Registry: o.Registry, DataDir: o.DataDir, Store: o.Store, Allocator: o.Allocator, Env: connectors.Env{Allow: o.AllowEnv}}, activity.RegisterOptions{})
+	w.RegisterActivityWithOptions(&activities.Activities{Registry: o.Registry, DataDir: o.DataDir, Store: o.Store, Allocator: o.Allocator, Env: connectors.Env{Allow: o.AllowEnv}, Observer: o.Observer}, activity.RegisterOptions{})
 	return w
 }
 
@@ -103,11 +108,15 @@ func ClientOptions() (client.Options, error) {
 // Load reads and validates a pipeline file against the transports of
 // reg (builtin.Registry() for Sluice's own; a worker with more transports
 // validates with its registry). Notices say what was read but ignored.
-// The error lists every problem.
+// The error lists every problem. ${schedule:...} placeholders are refused:
+// they belong to scheduled runs (LoadScheduled).
 func Load(path string, reg *connectors.Registry) (*pipeline.Pipeline, []string, error) {
 	p, notices, err := pipeline.LoadFile(path)
 	if err != nil {
 		return nil, notices, err
+	}
+	if err := pipeline.CheckNoSchedulePlaceholders(p); err != nil {
+		return nil, notices, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := pipeline.Validate(p, reg); err != nil {
 		return nil, notices, fmt.Errorf("%s: invalid pipeline:\n%w", path, err)
@@ -121,6 +130,13 @@ type StartOptions struct {
 	TaskQueue string
 	// Paused starts the pipeline Paused.
 	Paused bool
+	// StopAtEndOfInput completes the workflow once every connector has
+	// finished (sluice run does this unless --keep-open), as the pipeline
+	// file's stop_at_end_of_input does.
+	StopAtEndOfInput bool
+	// Namespace is the namespace c is connected to (client.Options'),
+	// where Start looks up Sluice's search attributes; default "default".
+	Namespace string
 }
 
 // ErrAlreadyRunning is returned by Start when the pipeline's workflow is
@@ -139,11 +155,14 @@ func Start(ctx context.Context, c client.Client, p *pipeline.Pipeline, o StartOp
 		d.WorkflowExecutionInfo.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return c.GetWorkflow(ctx, id, d.WorkflowExecutionInfo.Execution.RunId), ErrAlreadyRunning
 	}
-	in := workflows.Input{Pipeline: *p, Paused: o.Paused, SearchAttributes: hasSearchAttributes(ctx, c)}
+	in := workflows.Input{Pipeline: *p, Paused: o.Paused, SearchAttributes: HasSearchAttributes(ctx, c, o.Namespace)}
+	in.Pipeline.StopAtEndOfInput = in.Pipeline.StopAtEndOfInput || o.StopAtEndOfInput
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    id,
 		TaskQueue:             o.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:         workflows.Summary(p),
+		StaticDetails:         workflows.StaticDetails(p),
 	}, workflows.WorkflowName, in)
 	if err != nil {
 		return nil, fmt.Errorf("start pipeline %s: %w", p.Name, err)
@@ -151,13 +170,22 @@ func Start(ctx context.Context, c client.Client, p *pipeline.Pipeline, o StartOp
 	return run, nil
 }
 
-func hasSearchAttributes(ctx context.Context, c client.Client) bool {
-	resp, err := c.GetSearchAttributes(ctx)
+// HasSearchAttributes reports whether namespace ("" is "default") has
+// Sluice's search attributes (SluicePipeline, SluiceState) as custom
+// search attributes, as [Start] and [CreateSchedule] decide before
+// setting them. It asks the operator service (ListSearchAttributes): the
+// older GetSearchAttributes answers with the visibility store's columns,
+// not a namespace's names. An error (no permission, say) is false.
+func HasSearchAttributes(ctx context.Context, c client.Client, namespace string) bool {
+	if namespace == "" {
+		namespace = client.DefaultNamespace
+	}
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
 	if err != nil {
 		return false
 	}
-	_, a := resp.Keys[workflows.SearchAttributePipeline]
-	_, b := resp.Keys[workflows.SearchAttributeState]
+	_, a := resp.CustomAttributes[workflows.SearchAttributePipeline]
+	_, b := resp.CustomAttributes[workflows.SearchAttributeState]
 	return a && b
 }
 
@@ -186,8 +214,9 @@ func Stats(ctx context.Context, c client.Client, name string) (workflows.Pipelin
 		return s, nil // the query's view is still right, only older
 	}
 	live := map[string]activities.Progress{}
+	started := map[string]bool{} // endpoints whose activity has heartbeated
 	for _, pa := range d.PendingActivities {
-		if pa.HeartbeatDetails == nil {
+		if pa.HeartbeatDetails == nil || pa.State == enumspb.PENDING_ACTIVITY_STATE_SCHEDULED {
 			continue
 		}
 		var p activities.Progress
@@ -199,6 +228,17 @@ func Stats(ctx context.Context, c client.Client, name string) (workflows.Pipelin
 			ep = ep[:i]
 		}
 		live[ep] = p
+		started[ep] = true
+	}
+	// The workflow says Running from the moment it schedules a
+	// connector's activity; until the activity has opened its source and
+	// heartbeated, the connector is Starting.
+	for _, list := range [][]workflows.ConnectorStats{s.Inputs, s.Outputs} {
+		for i := range list {
+			if list[i].State == workflows.StateRunning && !started[list[i].EndpointName] {
+				list[i].State = workflows.StateStarting
+			}
+		}
 	}
 	s.GlobalMetrics = workflows.GlobalMetrics{PipelineComplete: s.GlobalMetrics.PipelineComplete}
 	for i := range s.Outputs {
@@ -253,9 +293,23 @@ func ConnectorStats(ctx context.Context, c client.Client, pipelineName, table, c
 // connector.pause, pipeline.start, pipeline.pause, pipeline.stop) and
 // waits for its answer: an unknown table or connector is an error.
 func Command(ctx context.Context, c client.Client, pipelineName, name string, ref *workflows.ConnectorRef) error {
-	var args []any
+	var arg any
 	if ref != nil {
-		args = append(args, *ref)
+		arg = *ref
+	}
+	return Update(ctx, c, pipelineName, name, arg, nil)
+}
+
+// Update sends the workflow update name with arg (nil: none), waits for
+// it to complete and decodes its answer into result (nil: dropped). The
+// connector updates answer with the connector's stats once the command
+// took effect (workflows.ConnectorStats), the pipeline updates with the
+// pipeline's (workflows.PipelineStats). A refused update's error says
+// why; a pipeline with no workflow is ErrNotFound.
+func Update(ctx context.Context, c client.Client, pipelineName, name string, arg, result any) error {
+	var args []any
+	if arg != nil {
+		args = append(args, arg)
 	}
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   pipeline.WorkflowID(pipelineName),
@@ -270,5 +324,8 @@ func Command(ctx context.Context, c client.Client, pipelineName, name string, re
 		}
 		return err
 	}
-	return h.Get(ctx, nil)
+	if result == nil {
+		return h.Get(ctx, nil)
+	}
+	return h.Get(ctx, result)
 }

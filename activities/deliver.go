@@ -49,6 +49,7 @@ type OutputCheckpoint struct {
 func (a *Activities) Deliver(ctx context.Context, in DeliverInput) (Progress, error) {
 	var secrets connectors.Secrets
 	p, err := a.deliver(ctx, in, &secrets)
+	a.observeResult(in.IngestInput, p, true)
 	return p, redact(secrets, err)
 }
 
@@ -69,7 +70,7 @@ func (a *Activities) deliver(ctx context.Context, in DeliverInput, secrets *conn
 			progress = hb
 		}
 	}
-	hb := startHeartbeat(ctx, a.heartbeatInterval(), progress)
+	hb := startHeartbeat(ctx, a.heartbeatInterval(), progress, a.observer(in.IngestInput))
 	defer hb.stop()
 	endpoint := pipeline.Endpoint(in.Table.Name, in.Connector.Name)
 	schema, err := in.Table.Schema()
@@ -262,6 +263,7 @@ func (d *deliverer) run(p *pump[deliverItem]) (Progress, error) {
 				d.progress.Output.LagSeconds = 0
 				d.progress.Metrics.EndOfInput = true
 				d.hb.set(d.progress)
+				d.hb.report(d.progress)
 				activity.RecordHeartbeat(d.ctx, d.progress)
 				return d.progress, nil
 			case errors.Is(e.err, context.Canceled) || d.ctx.Err() != nil:

@@ -37,6 +37,9 @@ type Activities struct {
 	// Env resolves connectors' ${env:NAME} references against the
 	// worker's allow-list (worker --allow-env; default SLUICE_*).
 	Env connectors.Env
+	// Observer, if set, sees each connector's progress at every
+	// heartbeat and when its activity returns (see [Observer]).
+	Observer Observer
 }
 
 // Error types of non-retryable failures, as temporal.ApplicationError types.
@@ -155,6 +158,7 @@ func (a *Activities) openTable(ctx context.Context, in IngestInput, schema *arro
 func (a *Activities) Ingest(ctx context.Context, in IngestInput) (Progress, error) {
 	var secrets connectors.Secrets
 	p, err := a.ingest(ctx, in, &secrets)
+	a.observeResult(in, p, false)
 	return p, redact(secrets, err)
 }
 
@@ -182,7 +186,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, secrets *connec
 	// Heartbeat from the first instant to the last, so that a slow open
 	// (an S3 listing, a Delta log replay, a slow GET) or a slow commit
 	// never looks like a dead worker to Temporal.
-	hb := startHeartbeat(ctx, a.heartbeatInterval(), in.Progress)
+	hb := startHeartbeat(ctx, a.heartbeatInterval(), in.Progress, a.observer(in))
 	defer hb.stop()
 	alloc := a.Allocator
 	if alloc == nil {
@@ -219,7 +223,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, secrets *connec
 	progress.Metrics.BufferedRecords = 0
 
 	w := &writer{
-		Activities: a, ctx: ctx, table: table, tableName: in.Table.Name, connector: in.Connector.Name, schema: change, progress: progress,
+		Activities: a, ctx: ctx, table: table, tableName: in.Table.Name, connector: in.writer(), schema: change, progress: progress,
 		epoch:   activity.GetInfo(ctx).StartedTime.UnixNano(),
 		secrets: *secrets, hb: hb,
 	}
@@ -323,14 +327,14 @@ func resume(ctx context.Context, in IngestInput, table *store.Table) (Progress, 
 			p = hb
 		}
 	}
-	st, err := table.Connector(ctx, in.Table.Name, in.Connector.Name)
+	st, err := table.Connector(ctx, in.Table.Name, in.writer())
 	if err != nil {
 		return p, err
 	}
 	if st.Commit > 0 && st.Commit >= p.Commit {
 		var stored Progress
 		if err := json.Unmarshal(st.Progress, &stored); err != nil {
-			return p, fatal(fmt.Errorf("table %s: connector %s's state: %w", table, in.Connector.Name, err))
+			return p, fatal(fmt.Errorf("table %s: connector %s's state: %w", table, in.writer(), err))
 		}
 		stored.Commit = st.Commit
 		p = stored
@@ -454,6 +458,7 @@ func (w *writer) run(p *pump[connectors.Batch]) (Progress, error) {
 		w.progress.Metrics.EndOfInput = true
 		w.progress.Metrics.BufferedRecords = 0
 		w.hb.set(w.progress)
+		w.hb.report(w.progress)
 		activity.RecordHeartbeat(w.ctx, w.progress)
 		return w.progress, nil
 	case errors.Is(terminal, context.Canceled):
@@ -535,13 +540,16 @@ type heartbeat struct {
 	ctx      context.Context
 	mu       sync.Mutex
 	progress Progress
-	buffered *atomic.Int64 // the writer's queued records, once it exists
+	buffered *atomic.Int64  // the writer's queued records, once it exists
+	observe  func(Progress) // Activities.Observer's, for this connector; nil without one
 	done     chan struct{}
 	stopped  chan struct{}
 }
 
-func startHeartbeat(ctx context.Context, interval time.Duration, p Progress) *heartbeat {
-	h := &heartbeat{ctx: ctx, done: make(chan struct{}), stopped: make(chan struct{})}
+// startHeartbeat heartbeats p, then what set gives it, and passes each
+// heartbeat to observe (nil: none).
+func startHeartbeat(ctx context.Context, interval time.Duration, p Progress, observe func(Progress)) *heartbeat {
+	h := &heartbeat{ctx: ctx, observe: observe, done: make(chan struct{}), stopped: make(chan struct{})}
 	h.set(p) // its own copy of the output metrics
 	go func() {
 		defer close(h.stopped)
@@ -552,7 +560,9 @@ func startHeartbeat(ctx context.Context, interval time.Duration, p Progress) *he
 			case <-h.done:
 				return
 			case <-tick.C:
-				activity.RecordHeartbeat(ctx, h.current())
+				p := h.current()
+				h.report(p)
+				activity.RecordHeartbeat(ctx, p)
 			}
 		}
 	}()
@@ -592,4 +602,41 @@ func (h *heartbeat) current() Progress {
 func (h *heartbeat) stop() {
 	close(h.done)
 	<-h.stopped
+}
+
+// report passes p, about to be heartbeated, to the observer: before
+// the heartbeat, which may wait for the server, so that the observer is
+// never behind what the server has.
+func (h *heartbeat) report(p Progress) {
+	if h.observe != nil {
+		h.observe(p)
+	}
+}
+
+// observer returns the function that passes the connector's progress to
+// a.Observer, or nil without one.
+func (a *Activities) observer(in IngestInput) func(Progress) {
+	if a.Observer == nil {
+		return nil
+	}
+	o := a.Observer
+	return func(p Progress) { o.Observe(in.Pipeline, in.Table.Name, in.Connector.Name, p) }
+}
+
+// observeResult passes an activity's final progress to a.Observer: p,
+// or, if the activity failed before it had any (a zero p), the progress
+// it started from, which its heartbeats reported. An output's progress
+// always has output metrics.
+func (a *Activities) observeResult(in IngestInput, p Progress, output bool) {
+	observe := a.observer(in)
+	if observe == nil {
+		return
+	}
+	if p.Commit == 0 && len(p.Checkpoint) == 0 && p.Metrics == (Metrics{}) && p.Output == nil {
+		p = in.Progress
+	}
+	if output && p.Output == nil {
+		p.Output = &OutputMetrics{DeliveredVersion: -1}
+	}
+	observe(p)
 }

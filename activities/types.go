@@ -47,6 +47,22 @@ type Progress struct {
 	Output *OutputMetrics `json:"output,omitempty"`
 }
 
+// Observer sees the progress of every connector that runs on a worker
+// (Activities.Observer), for monitoring: the metrics package exports it
+// to Prometheus. Ingest and Deliver call Observe at every heartbeat
+// (about once a second, from the activity's heartbeat goroutine), with
+// the progress they heartbeat, and once more with their final progress
+// when they return (finished, paused or failed), after which that
+// activation calls it no more. Calls come from many activities'
+// goroutines at once: Observe must be safe for concurrent use, fast, and
+// must not block. p and what it points to are valid only during the
+// call: copy what you keep.
+type Observer interface {
+	// Observe reports connector's progress in table of pipeline; p.Output
+	// is non-nil for an output connector.
+	Observe(pipeline, table, connector string, p Progress)
+}
+
 // OutputMetrics are an output connector's counters, cumulative over
 // every activation, with Feldera's output endpoint metric names
 // (https://docs.feldera.com/api/...: output endpoint metrics), and its
@@ -89,6 +105,17 @@ type IngestInput struct {
 	// TableRef is the table's Delta table as the workflow recorded it;
 	// empty in histories from before table identities.
 	TableRef TableRef `json:"table_ref,omitzero"`
+	// Writer is the identity the input commits under (pipeline.Writer);
+	// empty means the connector's name.
+	Writer string `json:"writer,omitempty"`
+}
+
+// writer returns the identity the input commits under.
+func (in IngestInput) writer() string {
+	if in.Writer != "" {
+		return in.Writer
+	}
+	return in.Connector.Name
 }
 
 // DeliverInput is the Deliver activity's input.

@@ -173,6 +173,26 @@ func (l *Labels) UnmarshalJSON(b []byte) error {
 // signals.
 func Endpoint(table, connector string) string { return table + "." + connector }
 
+// Writer is the identity under which an input connector commits to its
+// table: its Delta txn appId is "<table>.<writer>" and the table keeps
+// its checkpoint under it (store.AppID, store.Domain). It is the
+// connector's name, followed by "@<run>" in a scheduled run and by
+// "#<generation>" once the connector was reset or given a checkpoint
+// (sluice connector ... reset|set-checkpoint). A new writer starts from
+// the checkpoint it is given, not from what the table holds of an older
+// one; names use letters, digits, '-' and '_' only, so the parts cannot
+// be confused.
+func Writer(connector, run string, generation int) string {
+	w := connector
+	if run != "" {
+		w += "@" + run
+	}
+	if generation > 0 {
+		w += fmt.Sprintf("#%d", generation)
+	}
+	return w
+}
+
 // Table returns the table with the given name, matched case-insensitively
 // as SQL does, or nil.
 func (p *Pipeline) Table(name string) *Table {

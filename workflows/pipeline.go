@@ -40,6 +40,32 @@ type run struct {
 	running map[string]*running
 	wake    workflow.Channel
 	state   string // last upserted search attribute value
+	details string // last current details set
+}
+
+// index builds the lookups of the pipeline's connectors from r.in.Pipeline
+// and gives every connector without one its initial state: Paused when
+// its config says so or it has start_after.
+func (r *run) index() {
+	r.order = nil
+	r.conns = map[string]*pipeline.Connector{}
+	r.tables = map[string]*pipeline.Table{}
+	r.deps = r.in.Pipeline.StartAfter()
+	for ti := range r.in.Pipeline.Tables {
+		t := &r.in.Pipeline.Tables[ti]
+		for ci := range t.Connectors {
+			ep := pipeline.Endpoint(t.Name, t.Connectors[ci].Name)
+			r.order = append(r.order, ep)
+			r.conns[ep] = &t.Connectors[ci]
+			r.tables[ep] = t
+		}
+	}
+	for _, ep := range r.order {
+		if r.st.Connectors[ep] == nil {
+			c := r.conns[ep]
+			r.st.Connectors[ep] = &ConnectorState{Paused: c.Paused || len(c.StartAfter) > 0, Waiting: len(c.StartAfter) > 0}
+		}
+	}
 }
 
 // Pipeline is the pipeline workflow. It returns when pipeline.stop has
@@ -55,31 +81,19 @@ func Pipeline(ctx workflow.Context, in Input) (PipelineStats, error) {
 	r := &run{
 		ctx:     ctx,
 		in:      in,
-		conns:   map[string]*pipeline.Connector{},
-		tables:  map[string]*pipeline.Table{},
-		deps:    in.Pipeline.StartAfter(),
 		running: map[string]*running{},
 		wake:    workflow.NewBufferedChannel(ctx, 1000),
-	}
-	for ti := range in.Pipeline.Tables {
-		t := &in.Pipeline.Tables[ti]
-		for ci := range t.Connectors {
-			ep := pipeline.Endpoint(t.Name, t.Connectors[ci].Name)
-			r.order = append(r.order, ep)
-			r.conns[ep] = &t.Connectors[ci]
-			r.tables[ep] = t
-		}
 	}
 	r.st = in.State
 	if r.st == nil {
 		r.st = &State{Paused: in.Paused, Connectors: map[string]*ConnectorState{}}
-	}
-	for _, ep := range r.order {
-		if r.st.Connectors[ep] == nil {
-			c := r.conns[ep]
-			r.st.Connectors[ep] = &ConnectorState{Paused: c.Paused || len(c.StartAfter) > 0, Waiting: len(c.StartAfter) > 0}
+		if in.Schedule != nil {
+			if err := r.scheduled(ctx); err != nil {
+				return PipelineStats{}, err
+			}
 		}
 	}
+	r.index()
 	if err := r.registerHandlers(ctx); err != nil {
 		return PipelineStats{}, err
 	}
@@ -93,12 +107,19 @@ func Pipeline(ctx workflow.Context, in Input) (PipelineStats, error) {
 	for {
 		r.startAfter()
 		r.reconcile(ctx, draining)
-		r.upsertState(ctx)
+		r.publish(ctx)
 		if len(r.running) == 0 {
-			if r.st.Stopping {
-				return r.stats(), nil
-			}
-			if in.Pipeline.StopAtEndOfInput && r.allFinished() {
+			if r.st.Stopping || (r.in.Pipeline.StopAtEndOfInput && r.allFinished()) {
+				// Let update handlers (pipeline.stop waits for this very
+				// moment) answer before the workflow completes.
+				if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+					return r.stats(), err
+				}
+				if r.st.Stopping {
+					r.publishFinal(ctx, "Stopped")
+				} else {
+					r.publishFinal(ctx, StateFinished)
+				}
 				return r.stats(), nil
 			}
 			if draining {
@@ -215,49 +236,6 @@ func (r *run) apply(name string, ref ConnectorRef) error {
 	return nil
 }
 
-func (r *run) registerHandlers(ctx workflow.Context) error {
-	for _, name := range []string{ConnectorStart, ConnectorPause} {
-		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
-			func(ctx workflow.Context, ref ConnectorRef) (ConnectorStats, error) {
-				if err := r.apply(name, ref); err != nil {
-					return ConnectorStats{}, err
-				}
-				r.wake.SendAsync(nil)
-				ep, _ := r.endpoint(ref)
-				return r.connectorStats(ep), nil
-			},
-			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, ref ConnectorRef) error {
-				_, err := r.endpoint(ref)
-				return err
-			}})
-		if err != nil {
-			return err
-		}
-	}
-	for _, name := range []string{PipelineStart, PipelinePause, PipelineStop} {
-		err := workflow.SetUpdateHandler(ctx, name, func(ctx workflow.Context) (string, error) {
-			if err := r.apply(name, ConnectorRef{}); err != nil {
-				return "", err
-			}
-			r.wake.SendAsync(nil)
-			return r.pipelineState(), nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	if err := workflow.SetQueryHandler(ctx, QueryStats, func() (PipelineStats, error) { return r.stats(), nil }); err != nil {
-		return err
-	}
-	return workflow.SetQueryHandler(ctx, QueryConnectorStats, func(ref ConnectorRef) (ConnectorStats, error) {
-		ep, err := r.endpoint(ref)
-		if err != nil {
-			return ConnectorStats{}, err
-		}
-		return r.connectorStats(ep), nil
-	})
-}
-
 // startAfter starts waiting connectors whose labels' connectors have all
 // finished.
 func (r *run) startAfter() {
@@ -338,6 +316,9 @@ func (r *run) startActivity(ctx workflow.Context, ep string) {
 	table := *r.tables[ep]
 	table.Connectors = nil // the activity needs the columns; its connector comes apart
 	in := activities.IngestInput{Pipeline: r.in.Pipeline.Name, Table: table, Connector: *r.conns[ep], Progress: c.Progress}
+	if !output {
+		in.Writer = pipeline.Writer(in.Connector.Name, r.st.Run, c.Generation)
+	}
 	var a *activities.Activities
 	ref, known := r.st.Tables[table.Name]
 	in.TableRef = ref
@@ -503,23 +484,9 @@ func (r *run) pipelineState() string {
 	case r.st.Stopping:
 		return "Stopping"
 	case r.st.Paused:
-		return "Paused"
+		return StatePaused
 	}
-	return "Running"
-}
-
-func (r *run) upsertState(ctx workflow.Context) {
-	if !r.in.SearchAttributes {
-		return
-	}
-	s := r.pipelineState()
-	if s == r.state {
-		return
-	}
-	r.state = s
-	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		temporal.NewSearchAttributeKeyKeyword(SearchAttributePipeline).ValueSet(r.in.Pipeline.Name),
-		temporal.NewSearchAttributeKeyKeyword(SearchAttributeState).ValueSet(s))
+	return StateRunning
 }
 
 func (r *run) connectorStats(ep string) ConnectorStats {
@@ -528,7 +495,7 @@ func (r *run) connectorStats(ep string) ConnectorStats {
 		EndpointName: ep,
 		Config:       *r.conns[ep],
 		Paused:       c.Paused,
-		State:        "Running",
+		State:        r.connectorState(ep),
 		Active:       r.active(ep),
 		Finished:     c.Finished,
 		Metrics:      c.Progress.Metrics,
@@ -542,9 +509,6 @@ func (r *run) connectorStats(ep string) ConnectorStats {
 			o := *c.Progress.Output
 			s.OutputMetrics = &o
 		}
-	}
-	if c.Paused {
-		s.State = "Paused"
 	}
 	if c.Waiting {
 		s.WaitingFor = []string(r.conns[ep].StartAfter)

@@ -21,6 +21,16 @@ const (
 	PipelinePause  = "pipeline.pause"  // no input
 	PipelineStop   = "pipeline.stop"   // no input: pause everything, then complete
 
+	// Updates only (they answer, and are refused while they cannot apply).
+	// They change a connector that is not running: Paused, waiting for
+	// start_after, finished or failed, with its activity returned. After
+	// Kafka Connect's offsets API (KIP-875) and Feldera's
+	// https://github.com/feldera/feldera/issues/5844.
+	ConnectorSetCheckpoint = "connector.set_checkpoint" // input: CheckpointInput; answers ConnectorStats
+	ConnectorReset         = "connector.reset"          // input: ConnectorRef; answers ConnectorStats
+	ConnectorUpdateConfig  = "connector.update_config"  // input: ConfigInput; answers ConnectorStats
+	PipelineUpdate         = "pipeline.update"          // input: pipeline.Pipeline; answers Changes
+
 	QueryStats          = "stats"           // returns PipelineStats
 	QueryConnectorStats = "connector.stats" // input ConnectorRef, returns ConnectorStats
 )
@@ -30,8 +40,50 @@ const (
 // server; on a cluster: temporal operator search-attribute create).
 const (
 	SearchAttributePipeline = "SluicePipeline" // Keyword: the pipeline's name
-	SearchAttributeState    = "SluiceState"    // Keyword: Running, Paused, Stopping
+	SearchAttributeState    = "SluiceState"    // Keyword: Running, Paused, Stopping, Finished, Stopped
 )
+
+// Connector states, as ConnectorStats.State shows them. Starting and
+// Pausing are transitional: a connector's activity is being scheduled or
+// opened (the workflow's view says Running until its first heartbeat:
+// see sluice.Stats), or was asked to stop and is committing what it read.
+const (
+	StateRunning  = "Running"
+	StatePaused   = "Paused"
+	StateFinished = "Finished" // end of input reached, everything read committed (an output: delivered all)
+	StateFailed   = "Failed"   // a fatal error; connector.start retries
+	StateStarting = "Starting"
+	StatePausing  = "Pausing"
+)
+
+// CheckpointInput is connector.set_checkpoint's input: the connector and
+// the checkpoint to start from, in the connector's own checkpoint shape
+// (what `sluice connector P T C checkpoint` prints).
+type CheckpointInput struct {
+	Table      string          `json:"table"`
+	Connector  string          `json:"connector"`
+	Checkpoint json.RawMessage `json:"checkpoint"`
+}
+
+// ConfigInput is connector.update_config's input: the connector's new
+// config (its name may be left out), and whether to start over from the
+// beginning of its input instead of keeping its checkpoint.
+type ConfigInput struct {
+	Table     string             `json:"table"`
+	Connector string             `json:"connector"`
+	Config    pipeline.Connector `json:"config"`
+	Reset     bool               `json:"reset,omitempty"`
+}
+
+// Changes says what pipeline.update changed, by endpoint name.
+type Changes struct {
+	Added   []string `json:"added,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+	Changed []string `json:"changed,omitempty"` // config of connectors that were not running
+}
+
+// Empty reports whether nothing changed.
+func (c Changes) Empty() bool { return len(c.Added)+len(c.Removed)+len(c.Changed) == 0 }
 
 // ConnectorRef names a connector: {"table": "numbers", "connector": "c1"}.
 type ConnectorRef struct {
@@ -82,6 +134,10 @@ type State struct {
 	Stopping bool `json:"stopping,omitempty"`
 	// Connectors by endpoint name "table.connector".
 	Connectors map[string]*ConnectorState `json:"connectors"`
+	// Run is a scheduled run's identity (its schedule's ID and scheduled
+	// start time), part of its connectors' writer names
+	// (pipeline.Writer); empty for a pipeline that is not scheduled.
+	Run string `json:"run,omitempty"`
 	// Tables are the tables' Delta tables, by table name, recorded when
 	// each table's first connector starts.
 	Tables map[string]activities.TableRef `json:"tables,omitempty"`
@@ -107,6 +163,9 @@ type ConnectorState struct {
 	// connectors.Resolver); Progress.Checkpoint then holds it until the
 	// first commit.
 	Resolved bool `json:"resolved,omitempty"`
+	// Generation counts the times the connector was reset or given a
+	// checkpoint: each starts a new writer (pipeline.Writer).
+	Generation int `json:"generation,omitempty"`
 	// Activations counts the Ingest activities started for it.
 	Activations int `json:"activations,omitempty"`
 }
@@ -122,7 +181,7 @@ type ConnectorStats struct {
 	EndpointName string             `json:"endpoint_name"`
 	Config       pipeline.Connector `json:"config"`
 	Paused       bool               `json:"paused"`
-	State        string             `json:"state"` // "Running" or "Paused"
+	State        string             `json:"state"` // StateRunning, StatePaused, StateFinished, StateFailed, StateStarting, StatePausing
 	Active       bool               `json:"active"`
 	Finished     bool               `json:"finished"`
 	WaitingFor   []string           `json:"waiting_for,omitempty"` // start_after labels not yet satisfied
@@ -149,7 +208,7 @@ type GlobalMetrics struct {
 // PipelineStats is the whole pipeline's status, Feldera-like.
 type PipelineStats struct {
 	Name          string           `json:"name"`
-	State         string           `json:"state"` // Running, Paused, Stopping
+	State         string           `json:"state"` // Running, Paused, Stopping, Finished
 	GlobalMetrics GlobalMetrics    `json:"global_metrics"`
 	Inputs        []ConnectorStats `json:"inputs"`
 	// Outputs are the output connectors, with OutputMetrics.
