@@ -5,7 +5,7 @@
 // one cluster to spread connectors over machines; they must share
 // --data-dir.
 //
-//	go run ./worker [--dev] [--data-dir DIR] [--task-queue NAME] [--allow-env GLOB]...
+//	go run ./worker [--dev] [--data-dir DIR] [--task-queue NAME] [--allow-env GLOB]... [--metrics-addr HOST:PORT]
 //
 // Connector configs read environment variables with ${env:NAME} only
 // when NAME matches an --allow-env glob (default SLUICE_*), so pipeline
@@ -14,23 +14,38 @@
 // --dev also starts an embedded Temporal server (SQLite in
 // .sluice/temporal.db, frontend 127.0.0.1:7233) and its Web UI on
 // http://127.0.0.1:8233.
+//
+// --metrics-addr HOST:PORT (default empty: off) serves Prometheus
+// metrics at http://HOST:PORT/metrics: each connector that runs on this
+// worker, labelled pipeline, table and connector (sluice_input_* and
+// sluice_output_*, its cumulative counters as in its stats; see package
+// metrics), the Temporal SDK's own metrics (temporal_*), and the Go
+// runtime's and the process's (go_*, process_*). http://HOST:PORT/healthz
+// answers 200 "ok" once the worker has started polling, 503 before.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/activities"
 	"github.com/sluicehq/sluice/connectors"
 	"github.com/sluicehq/sluice/connectors/s3"
 	"github.com/sluicehq/sluice/devserver"
+	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/store"
 )
 
@@ -53,6 +68,7 @@ func run() error {
 		allowEnv = append(allowEnv, p)
 		return connectors.CheckPatterns([]string{p})
 	})
+	metricsAddr := flag.String("metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz (default: off)")
 	flag.Parse()
 
 	opts, err := sluice.ClientOptions()
@@ -68,17 +84,39 @@ func run() error {
 		opts.HostPort, opts.Namespace = srv.HostPort(), srv.Namespace()
 		fmt.Fprintf(os.Stderr, "Temporal server at %s, Web UI at %s\n", srv.HostPort(), srv.UIAddress())
 	}
-	opts.Logger = tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts.Logger = tlog.NewStructuredLogger(logger)
+	var observer activities.Observer
+	var started atomic.Bool
+	if *metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		collector := metrics.NewCollector(0)
+		reg.MustRegister(collector, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		handler, closer := metrics.NewSDKHandler(reg, logger)
+		defer closer.Close()
+		opts.MetricsHandler, observer = handler, collector
+		srv, err := metrics.Serve(*metricsAddr, reg, started.Load)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		}()
+		fmt.Fprintf(os.Stderr, "metrics at http://%s/metrics\n", srv.Addr())
+	}
 	c, err := client.Dial(opts)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", opts.HostPort, err)
 	}
 	defer c.Close()
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: *dataDir, Store: store.Options{S3: s3}, TaskQueue: *taskQueue, AllowEnv: allowEnv})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: *dataDir, Store: store.Options{S3: s3}, TaskQueue: *taskQueue, AllowEnv: allowEnv, Observer: observer})
 	if err := w.Start(); err != nil {
 		return err
 	}
 	defer w.Stop()
+	started.Store(true)
 	fmt.Fprintf(os.Stderr, "worker polling task queue %q, table store in %s\n", *taskQueue, *dataDir)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
