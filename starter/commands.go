@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "sluice",
 		Short:         "Orchestrate data-ingestion connectors on Temporal",
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -39,6 +41,43 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.taskQueue, "task-queue", sluice.DefaultTaskQueue, "the Temporal task queue of Sluice's workers")
 	root.AddCommand(newRunCmd(g), newPipelineCmd(g), newConnectorCmd(g), newTableCmd(g), newScheduleCmd(g))
 	return root
+}
+
+// version is the module version and VCS revision the binary was built
+// from: "v1.2.3", or "(devel), revision 8acbd7c1d2e3 (modified), 2026-12-02T18:00:00Z"
+// for a build from a work tree; go run records no revision.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := info.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, at string
+	modified := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	v += ", revision " + rev[:min(12, len(rev))]
+	if modified {
+		v += " (modified)"
+	}
+	if at != "" {
+		v += ", " + at
+	}
+	return v
 }
 
 // dial connects with the standard Temporal environment, failing fast when
@@ -60,6 +99,16 @@ func dial(ctx context.Context) (client.Client, error) {
 		return nil, fmt.Errorf("cannot reach the Temporal server at %s (set TEMPORAL_ADDRESS, or use run --dev): %v", addr, firstLine(err))
 	}
 	return c, nil
+}
+
+// namespace returns the namespace dial connects to (TEMPORAL_NAMESPACE,
+// the config file's, or "" for the default).
+func namespace() string {
+	opts, err := sluice.ClientOptions()
+	if err != nil {
+		return ""
+	}
+	return opts.Namespace
 }
 
 func firstLine(err error) string {

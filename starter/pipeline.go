@@ -33,7 +33,7 @@ func newPipelineCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			run, err := sluice.Start(cmd.Context(), c, p, sluice.StartOptions{TaskQueue: g.taskQueue, Paused: paused})
+			run, err := sluice.Start(cmd.Context(), c, p, sluice.StartOptions{TaskQueue: g.taskQueue, Paused: paused, Namespace: namespace()})
 			if errors.Is(err, sluice.ErrAlreadyRunning) {
 				return fmt.Errorf("pipeline %s is already running (workflow %s)", p.Name, run.GetID())
 			}
@@ -54,10 +54,11 @@ func newPipelineCmd(g *globals) *cobra.Command {
 					return err
 				}
 				defer c.Close()
-				if err := sluice.Command(cmd.Context(), c, args[0], update, nil); err != nil {
+				var s workflows.PipelineStats
+				if err := sluice.Update(cmd.Context(), c, args[0], update, nil, &s); err != nil {
 					return err
 				}
-				fmt.Printf("pipeline %s: %s\n", args[0], update)
+				fmt.Printf("pipeline %s: %s\n", args[0], s.State)
 				return nil
 			},
 		}
@@ -103,7 +104,33 @@ func newPipelineCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(start,
+	clear := &cobra.Command{
+		Use:   "clear NAME",
+		Short: "Delete a stopped pipeline's tables and state (Feldera's clear storage)",
+		Long: `Delete the tables of a pipeline whose workflow is not running: their data,
+their Delta logs and every connector's checkpoint in them, so that the next
+run starts from the beginning of every input. The positions outputs keep in
+their destinations (a _sluice_offsets row, a Kafka transaction, a Delta txn)
+are not touched. Stop the pipeline first (sluice pipeline stop NAME).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			dropped, err := sluice.Clear(cmd.Context(), c, args[0], g.dataDir, g.storeOptions())
+			for _, loc := range dropped {
+				fmt.Printf("deleted table %s\n", loc)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Printf("pipeline %s cleared: its next run starts from the beginning of every input\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(start, clear,
 		control("pause", "Pause every connector of a pipeline", workflows.PipelinePause),
 		control("resume", "Resume a paused pipeline", workflows.PipelineStart),
 		control("stop", "Pause everything, then complete the pipeline's workflow", workflows.PipelineStop),
