@@ -30,6 +30,7 @@ type devServer struct {
 	metr int
 	cmd  *exec.Cmd
 	logs *strings.Builder
+	args []string // more start-dev flags
 }
 
 // temporalCLI finds the temporal CLI (go install
@@ -57,9 +58,10 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startDevServer starts a dev server on free ports with a new database.
-func startDevServer(t *testing.T) *devServer {
-	d := &devServer{t: t, bin: temporalCLI(t), db: filepath.Join(t.TempDir(), "temporal.db"), port: freePort(t), http: freePort(t), metr: freePort(t), logs: &strings.Builder{}}
+// startDevServer starts a dev server on free ports with a new database;
+// args are more `temporal server start-dev` flags.
+func startDevServer(t *testing.T, args ...string) *devServer {
+	d := &devServer{t: t, bin: temporalCLI(t), db: filepath.Join(t.TempDir(), "temporal.db"), port: freePort(t), http: freePort(t), metr: freePort(t), logs: &strings.Builder{}, args: args}
 	d.start()
 	t.Cleanup(d.kill)
 	return d
@@ -75,6 +77,7 @@ func (d *devServer) start() {
 	d.cmd = exec.Command(d.bin, "server", "start-dev", "--headless", "--db-filename", d.db,
 		"--ip", "127.0.0.1", "--port", strconv.Itoa(d.port), "--http-port", strconv.Itoa(d.http),
 		"--metrics-port", strconv.Itoa(d.metr), "--log-level", "error")
+	d.cmd.Args = append(d.cmd.Args, d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	require.NoError(t, d.cmd.Start())
 	deadline := time.Now().Add(60 * time.Second)

@@ -58,7 +58,12 @@ func TestNumbersExample(t *testing.T) {
 		return string(out), err
 	}
 
-	out, err := cli("pipeline", "start", filepath.Join("..", "examples", "numbers.sql"))
+	// examples/numbers.sql, with a limit of ten numbers per connector.
+	sqlFile := filepath.Join(t.TempDir(), "numbers.sql")
+	sql, err := os.ReadFile(filepath.Join("testdata", "numbers-bounded.sql"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(sqlFile, sql, 0o644))
+	out, err := cli("pipeline", "start", sqlFile)
 	require.NoError(t, err, out)
 	const wf = "pipeline-numbers"
 
