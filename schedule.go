@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sluicehq/sluice/connectors"
-	"github.com/sluicehq/sluice/connectors/builtin"
+	"github.com/sluicehq/sluice/connectors/builtin/checks"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/workflows"
 )
@@ -51,7 +51,7 @@ type ScheduleOptions struct {
 	// TaskQueue of the workers; default DefaultTaskQueue.
 	TaskQueue string
 	// Registry of transports the pipeline is validated with; default
-	// builtin.Registry().
+	// checks.Registry() (every builtin transport).
 	Registry *connectors.Registry
 	// Namespace is the namespace c is connected to, where Sluice's search
 	// attributes are looked up (see [HasSearchAttributes]).
@@ -149,7 +149,7 @@ func RunWindow(start time.Time, every time.Duration) pipeline.Window {
 // end. Every problem is reported, with its path. p is not changed.
 func CheckScheduled(p *pipeline.Pipeline, reg *connectors.Registry, w pipeline.Window) error {
 	if reg == nil {
-		reg = builtin.Registry()
+		reg = checks.Registry()
 	}
 	q := *p
 	if err := pipeline.ExpandSchedule(&q, w); err != nil {

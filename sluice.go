@@ -26,7 +26,6 @@ import (
 
 	"github.com/sluicehq/sluice/activities"
 	"github.com/sluicehq/sluice/connectors"
-	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/store"
 	"github.com/sluicehq/sluice/workflows"
@@ -49,7 +48,10 @@ type WorkerOptions struct {
 	// Store tunes the table store: log checkpoints, compaction, retention,
 	// and the S3 settings of an s3:// DataDir.
 	Store store.Options
-	// Registry of transports; default builtin.Registry().
+	// Registry of transports, required: builtin.Registry() for the
+	// transports that ship with Sluice. (Package sluice does not import
+	// builtin, so that the command line, which uses this package to
+	// start and watch pipelines, links no connector's heavy library.)
 	Registry *connectors.Registry
 	// Allocator for record batches; default memory.DefaultAllocator.
 	Allocator memory.Allocator
@@ -69,7 +71,8 @@ type WorkerOptions struct {
 
 // NewWorker returns a worker (not started) that runs the Pipeline workflow
 // and the Ingest activity. Heartbeats are sent at most once a second, so
-// a pause reaches a running connector within about a second.
+// a pause reaches a running connector within about a second. It panics
+// if o.Registry is nil.
 func NewWorker(c client.Client, o WorkerOptions) worker.Worker {
 	if o.TaskQueue == "" {
 		o.TaskQueue = DefaultTaskQueue
@@ -78,7 +81,7 @@ func NewWorker(c client.Client, o WorkerOptions) worker.Worker {
 		o.DataDir = DefaultDataDir
 	}
 	if o.Registry == nil {
-		o.Registry = builtin.Registry()
+		panic("sluice.NewWorker: WorkerOptions.Registry is nil (use builtin.Registry())")
 	}
 	if o.MaxConcurrentConnectors == 0 {
 		o.MaxConcurrentConnectors = 100
@@ -106,7 +109,7 @@ func ClientOptions() (client.Options, error) {
 }
 
 // Load reads and validates a pipeline file against the transports of
-// reg (builtin.Registry() for Sluice's own; a worker with more transports
+// reg (checks.Registry() or builtin.Registry() for Sluice's own; a worker with more transports
 // validates with its registry). Notices say what was read but ignored.
 // The error lists every problem. ${schedule:...} placeholders are refused:
 // they belong to scheduled runs (LoadScheduled).

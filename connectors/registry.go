@@ -18,21 +18,47 @@ import (
 // worker; there is no global registry. It implements pipeline.Checker.
 type Registry struct {
 	factories map[string]Factory
+	checks    map[string]Check
 	sinks     map[string]SinkFactory
 }
 
+// Check validates an input transport's config without I/O, as its
+// [Factory] does before it builds the source, and returns what it
+// decoded. The value may implement interface{ Bounded() bool } and
+// [Guaranteed], as a Source does. A registry that only validates
+// pipelines (the command line's) registers a Check where the Factory
+// would link a heavy library: iceberg_input's reader links iceberg-go,
+// whose package initialization costs about 90 ms at every start.
+type Check func(p Params) (any, error)
+
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{factories: map[string]Factory{}, sinks: map[string]SinkFactory{}}
+	return &Registry{factories: map[string]Factory{}, checks: map[string]Check{}, sinks: map[string]SinkFactory{}}
 }
 
 // Register adds an input transport. Registering a name twice, or a name
-// ending in "_output", is an error.
+// ending in "_output", is an error; a name registered with only a
+// [Registry.RegisterCheck] gets its factory, and the factory replaces
+// the check.
 func (r *Registry) Register(name string, f Factory) error {
-	if err := r.checkNew(name, false); err != nil {
+	if _, ok := r.checks[name]; ok {
+		delete(r.checks, name)
+	} else if err := r.checkNew(name, false); err != nil {
 		return err
 	}
 	r.factories[name] = f
+	return nil
+}
+
+// RegisterCheck adds an input transport that this registry validates
+// (CheckConnector, Bounded, Guarantee) but cannot build: New fails for
+// it until [Registry.Register] gives it a factory. The names rules are
+// Register's.
+func (r *Registry) RegisterCheck(name string, c Check) error {
+	if err := r.checkNew(name, false); err != nil {
+		return err
+	}
+	r.checks[name] = c
 	return nil
 }
 
@@ -48,8 +74,9 @@ func (r *Registry) RegisterSink(name string, f SinkFactory) error {
 
 func (r *Registry) checkNew(name string, output bool) error {
 	_, src := r.factories[name]
+	_, check := r.checks[name]
 	_, sink := r.sinks[name]
-	if src || sink {
+	if src || check || sink {
 		return fmt.Errorf("transport %q registered twice", name)
 	}
 	if pipeline.IsOutput(name) != output {
@@ -61,8 +88,11 @@ func (r *Registry) checkNew(name string, output bool) error {
 // Names returns the registered transport names, inputs and outputs,
 // sorted.
 func (r *Registry) Names() []string {
-	names := make([]string, 0, len(r.factories)+len(r.sinks))
+	names := make([]string, 0, len(r.factories)+len(r.checks)+len(r.sinks))
 	for n := range r.factories {
+		names = append(names, n)
+	}
+	for n := range r.checks {
 		names = append(names, n)
 	}
 	for n := range r.sinks {
@@ -86,10 +116,29 @@ func (r *Registry) NewSink(transport string, p SinkParams) (sink Sink, err error
 func (r *Registry) New(transport string, p Params) (src Source, err error) {
 	f, ok := r.factories[transport]
 	if !ok {
+		if _, ok := r.checks[transport]; ok {
+			return nil, Fatal(fmt.Errorf("transport %q: this registry validates its configs but cannot run it (registered with RegisterCheck)", transport))
+		}
 		return nil, Fatal(fmt.Errorf("transport.name: unknown transport %q (known: %v)", transport, r.Names()))
 	}
 	defer Recover(&err, transport+" config")
 	return f(p)
+}
+
+// inspect decodes and validates an input connector's config, as
+// CheckConnector, Bounded and Guarantee need: its source (built, not
+// opened) or what its Check returned. ok is false for a name that is no
+// registered input.
+func (r *Registry) inspect(name string, p Params) (v any, ok bool, err error) {
+	if f, found := r.factories[name]; found {
+		v, err = f(p)
+		return v, true, err
+	}
+	if c, found := r.checks[name]; found {
+		v, err = c(p)
+		return v, true, err
+	}
+	return nil, false, nil
 }
 
 // Recover turns a panic in the calling function into *err: a [Fatal]
@@ -116,9 +165,10 @@ func (e *PanicError) Error() string { return fmt.Sprintf("%s panicked: %v", e.Wh
 // anything starts. ${env:NAME} references are not resolved here: secrets
 // are read only inside the activity.
 func (r *Registry) CheckConnector(t *pipeline.Table, c *pipeline.Connector, schema *arrow.Schema) error {
-	f, ok := r.factories[c.Transport.Name]
+	_, isInput := r.factories[c.Transport.Name]
+	_, isCheck := r.checks[c.Transport.Name]
 	sf, isSink := r.sinks[c.Transport.Name]
-	if !ok && !isSink {
+	if !isInput && !isCheck && !isSink {
 		return fmt.Errorf("transport.name: unknown transport %q (known: %v)", c.Transport.Name, r.Names())
 	}
 	err := func() (err error) {
@@ -128,7 +178,7 @@ func (r *Registry) CheckConnector(t *pipeline.Table, c *pipeline.Connector, sche
 			_, err = sf(SinkParams{Endpoint: p.Endpoint, Table: t.Name, Connector: c.Name, Config: p.Config, Format: p.Format, Schema: schema, PrimaryKey: t.PrimaryKey})
 			return err
 		}
-		_, err = f(checkParams(c, schema))
+		_, _, err = r.inspect(c.Transport.Name, checkParams(c, schema))
 		return err
 	}()
 	if err == nil {
@@ -212,11 +262,9 @@ func DecodeConfig(section string, raw json.RawMessage, v any) error {
 // delivery guarantee as its source or sink declares it
 // ([Guaranteed]), exactly once when it declares none.
 func (r *Registry) Guarantee(t *pipeline.Table, c *pipeline.Connector, schema *arrow.Schema) string {
-	var built any
 	p := checkParams(c, schema)
-	if f, ok := r.factories[c.Transport.Name]; ok {
-		built, _ = f(p)
-	} else if f, ok := r.sinks[c.Transport.Name]; ok {
+	built, isInput, _ := r.inspect(c.Transport.Name, p)
+	if f, ok := r.sinks[c.Transport.Name]; ok && !isInput {
 		built, _ = f(SinkParams{Endpoint: p.Endpoint, Table: t.Name, Connector: c.Name, Config: p.Config, Format: p.Format, Schema: schema, PrimaryKey: t.PrimaryKey})
 	}
 	if g, ok := built.(Guaranteed); ok {
@@ -230,15 +278,11 @@ func (r *Registry) Guarantee(t *pipeline.Table, c *pipeline.Connector, schema *a
 // Its source says so by implementing interface{ Bounded() bool }; a
 // source that does not is unbounded.
 func (r *Registry) Bounded(c *pipeline.Connector, schema *arrow.Schema) bool {
-	f, ok := r.factories[c.Transport.Name]
-	if !ok {
-		return false
-	}
-	src, err := f(checkParams(c, schema))
+	v, _, err := r.inspect(c.Transport.Name, checkParams(c, schema))
 	if err != nil {
 		return false
 	}
-	b, ok := src.(interface{ Bounded() bool })
+	b, ok := v.(interface{ Bounded() bool })
 	return ok && b.Bounded()
 }
 

@@ -21,7 +21,7 @@ func TestCompletion(t *testing.T) {
 	t.Setenv("TEMPORAL_ADDRESS", ts.GetFrontendHostPort())
 	t.Setenv("TEMPORAL_NAMESPACE", ts.GetDefaultNamespace())
 	dataDir := t.TempDir()
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir, Registry: builtin.Registry()})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	p, _, err := sluice.Load("../examples/numbers.sql", builtin.Registry())

@@ -17,16 +17,33 @@ import (
 	"time"
 )
 
-// The embedded Temporal server of `sluice run --dev` runs in a child
-// process, the sluice-dev program (devserver/sluice-dev), rather than in
-// sluice itself: linking the Temporal server and its Web UI made every
-// sluice command pay for their package initialization (a quarter of a
-// second and 130 MB before --help printed anything).
+// The embedded Temporal server and the worker of `sluice run --dev` run
+// in a child process, the worker program (worker/) with --dev, rather
+// than in sluice itself: linking the Temporal server, its Web UI and the
+// connectors' libraries made every sluice command pay for their package
+// initialization (0.1 to 0.25 s and 70 to 130 MB before --help printed
+// anything).
 
-// devProgram is the dev server's program name.
-const devProgram = "sluice-dev"
+// devProgram is the program --dev runs, Sluice's worker: its package
+// directory in the source tree.
+const devProgram = "worker"
 
-// devServer is a running sluice-dev child process.
+// devNames are the names the worker's executable is looked for under,
+// in order: the README builds sluice-worker, go build and go install name
+// it worker.
+var devNames = []string{"sluice-worker", "worker"}
+
+// devWorker are the options that sluice run --dev passes on to the
+// worker: the server's frontend port, the table store, the task queue,
+// and the environment variables connector configs may read.
+type devWorker struct {
+	port                                        int
+	dataDir, s3EndpointURL, s3Region, taskQueue string
+	allowEnv                                    []string
+}
+
+// devServer is a running `worker --dev` child process: the server and a
+// worker.
 type devServer struct {
 	cmd   *exec.Cmd
 	stdin io.Closer
@@ -39,12 +56,14 @@ type devServer struct {
 }
 
 // startDevServer starts the dev server (SQLite in .sluice/temporal.db
-// under the working directory; the Web UI on uiPort, -1 for none) and
-// returns once it answers. It runs sluice-dev from $SLUICE_DEV, from
-// beside the sluice executable, with `go run ./devserver/sluice-dev` in
-// the source tree sluice was built from (as `go run ./starter` does), or
-// from PATH, in that order.
-func startDevServer(ctx context.Context, uiPort int) (*devServer, error) {
+// under the working directory; the frontend on o.port, the Web UI on
+// uiPort, -1 for none) with a
+// worker of options o, and returns once the worker polls. It runs the
+// worker program from $SLUICE_WORKER, from beside the sluice executable
+// (named sluice-worker or worker), with `go run ./worker` in the source
+// tree sluice was built from (as `go run ./starter` does), or from PATH,
+// in that order.
+func startDevServer(ctx context.Context, uiPort int, o devWorker) (*devServer, error) {
 	db, err := filepath.Abs(filepath.Join(".sluice", "temporal.db"))
 	if err != nil {
 		return nil, fmt.Errorf("dev server: %w", err)
@@ -53,7 +72,17 @@ func startDevServer(ctx context.Context, uiPort int) (*devServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd.Args = append(cmd.Args, "--db", db, "--ui-port", strconv.Itoa(uiPort), "--stop-at-stdin-eof")
+	cmd.Args = append(cmd.Args, "--dev", "--db", db, "--port", strconv.Itoa(o.port), "--ui-port", strconv.Itoa(uiPort), "--ready-json", "--stop-at-stdin-eof",
+		"--data-dir", o.dataDir, "--task-queue", o.taskQueue)
+	if o.s3EndpointURL != "" {
+		cmd.Args = append(cmd.Args, "--s3-endpoint-url", o.s3EndpointURL)
+	}
+	if o.s3Region != "" {
+		cmd.Args = append(cmd.Args, "--s3-region", o.s3Region)
+	}
+	for _, g := range o.allowEnv {
+		cmd.Args = append(cmd.Args, "--allow-env", g)
+	}
 	cmd.Stderr = os.Stderr
 	ownProcessGroup(cmd) // Ctrl-C reaches sluice, which stops the worker first and then the server
 	stdin, err := cmd.StdinPipe()
@@ -89,9 +118,9 @@ func startDevServer(ctx context.Context, uiPort int) (*devServer, error) {
 			return d, nil
 		}
 		d.Stop()
-		return nil, fmt.Errorf("dev server: %s did not start (its error is above)", devProgram)
+		return nil, fmt.Errorf("dev server: %s --dev did not start (its error is above)", devProgram)
 	case err := <-exited:
-		return nil, fmt.Errorf("dev server: %s exited before it was ready (%v)", devProgram, err)
+		return nil, fmt.Errorf("dev server: %s --dev exited before it was ready (%v)", devProgram, err)
 	case <-ctx.Done():
 		d.Stop()
 		return nil, fmt.Errorf("dev server: interrupted while starting")
@@ -107,8 +136,9 @@ func (d *devServer) Namespace() string { return d.ready.Namespace }
 // UIAddress returns the Web UI's URL, or "" when disabled.
 func (d *devServer) UIAddress() string { return d.ready.UI }
 
-// Stop stops the server and waits for its process to exit: closing its
-// stdin asks it to stop; after 15 s it is killed.
+// Stop stops the worker and the server and waits for their process to
+// exit: closing its stdin asks it to stop (the worker cancels its running
+// connectors, which keep their checkpoints); after 15 s it is killed.
 func (d *devServer) Stop() {
 	d.stdin.Close()
 	select {
@@ -119,37 +149,42 @@ func (d *devServer) Stop() {
 	}
 }
 
-// devCommand returns the command that runs sluice-dev, without its
-// arguments.
+// devCommand returns the command that runs the worker program, without
+// its arguments.
 func devCommand() (*exec.Cmd, error) {
-	if p := os.Getenv("SLUICE_DEV"); p != "" {
+	if p := os.Getenv("SLUICE_WORKER"); p != "" {
 		return exec.Command(p), nil
 	}
-	name := devProgram
-	if runtime.GOOS == "windows" {
-		name += ".exe"
+	exe := ""
+	if p, err := os.Executable(); err == nil {
+		if p, err = filepath.EvalSymlinks(p); err == nil {
+			exe = p
+		}
 	}
-	if exe, err := os.Executable(); err == nil {
-		if exe, err = filepath.EvalSymlinks(exe); err == nil {
-			if p := filepath.Join(filepath.Dir(exe), name); isFile(p) {
-				return exec.Command(p), nil
-			}
+	for _, name := range devNames {
+		if runtime.GOOS == "windows" {
+			name += ".exe"
+		}
+		if p := filepath.Join(filepath.Dir(exe), name); exe != "" && isFile(p) {
+			return exec.Command(p), nil
 		}
 	}
 	if root := sourceRoot(); root != "" {
 		if goTool, err := exec.LookPath("go"); err == nil {
-			fmt.Fprintf(os.Stderr, "starting the dev server with `go run ./devserver/%s` in %s (its first build takes a few minutes)\n", devProgram, root)
-			cmd := exec.Command(goTool, "run", "./devserver/"+devProgram)
+			fmt.Fprintf(os.Stderr, "starting the dev server and a worker with `go run ./%s --dev` in %s (its first build takes a few minutes)\n", devProgram, root)
+			cmd := exec.Command(goTool, "run", "./"+devProgram)
 			cmd.Dir = root
 			return cmd, nil
 		}
 	}
-	if p, err := exec.LookPath(devProgram); err == nil {
-		return exec.Command(p), nil
+	for _, name := range devNames {
+		if p, err := exec.LookPath(name); err == nil {
+			return exec.Command(p), nil
+		}
 	}
-	return nil, errors.New("--dev needs the sluice-dev program (the embedded Temporal server and Web UI): build it beside sluice with " +
-		"`go build -o DIR/sluice-dev ./devserver/sluice-dev` in Sluice's source tree, or `go install github.com/sluicehq/sluice/devserver/sluice-dev@latest`; " +
-		"or set SLUICE_DEV to its path")
+	return nil, errors.New("--dev needs Sluice's worker program (it runs the embedded Temporal server, its Web UI and the connectors): build it beside sluice with " +
+		"`go build -o DIR/sluice-worker ./worker` in Sluice's source tree, or `go install github.com/sluicehq/sluice/worker@latest`; " +
+		"or set SLUICE_WORKER to its path")
 }
 
 // sourceRoot returns the root of the Sluice source tree this program was
@@ -180,11 +215,11 @@ func sourceRoot() string {
 	return ""
 }
 
-// isModule reports whether dir holds the go.mod of module and the dev
-// server's program.
+// isModule reports whether dir holds the go.mod of module and the worker
+// program.
 func isModule(dir, module string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil || !isFile(filepath.Join(dir, "devserver", devProgram, "main.go")) {
+	if err != nil || !isFile(filepath.Join(dir, devProgram, "main.go")) {
 		return false
 	}
 	for _, l := range strings.Split(string(b), "\n") {

@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/sluicehq/sluice"
-	"github.com/sluicehq/sluice/connectors/builtin"
+	"github.com/sluicehq/sluice/connectors/builtin/checks"
 	"github.com/sluicehq/sluice/workflows"
 )
 
@@ -23,7 +23,7 @@ func newPipelineCmd(g *globals) *cobra.Command {
 		Short: "Validate a pipeline file and start its workflow",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, notices, err := sluice.Load(args[0], builtin.Registry())
+			p, notices, err := sluice.Load(args[0], checks.Registry())
 			printNotices(notices)
 			if err != nil {
 				return err

@@ -18,14 +18,14 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/connectors"
-	"github.com/sluicehq/sluice/connectors/builtin"
+	"github.com/sluicehq/sluice/connectors/builtin/checks"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/workflows"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
 	var dev, paused, keepOpen bool
-	var uiPort int
+	var uiPort, devPort int
 	var allowEnv []string
 	cmd := &cobra.Command{
 		Use:   "run [--dev] FILE",
@@ -52,13 +52,16 @@ connectors that are not running) and says what changed, or refuses, naming
 what cannot change while it runs; it never silently runs the old definition.
 
 --dev runs an embedded Temporal server (SQLite in .sluice/temporal.db, frontend
-127.0.0.1:7233), its Web UI (http://127.0.0.1:8233) and a worker in this process.`,
+127.0.0.1:7233), its Web UI (http://127.0.0.1:8233) and a worker, as a child
+process (Sluice's worker program with --dev, found beside sluice, run with
+go run ./worker in Sluice's source tree, or on PATH; $SLUICE_WORKER overrides)
+that lives as long as sluice run does.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := connectors.CheckPatterns(allowEnv); err != nil {
 				return err
 			}
-			p, notices, err := sluice.Load(args[0], builtin.Registry())
+			p, notices, err := sluice.Load(args[0], checks.Registry())
 			printNotices(notices)
 			if err != nil {
 				return err
@@ -67,7 +70,7 @@ what cannot change while it runs; it never silently runs the old definition.
 			var c client.Client
 			ns := namespace()
 			if dev {
-				srv, err := startDevServer(ctx, uiPort)
+				srv, err := startDevServer(ctx, uiPort, devWorker{port: devPort, dataDir: g.dataDir, s3EndpointURL: g.s3.EndpointURL, s3Region: g.s3.Region, taskQueue: g.taskQueue, allowEnv: allowEnv})
 				if err != nil {
 					return err
 				}
@@ -81,11 +84,6 @@ what cannot change while it runs; it never silently runs the old definition.
 				if c, err = client.Dial(opts); err != nil {
 					return err
 				}
-				w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: g.dataDir, Store: g.storeOptions(), TaskQueue: g.taskQueue, AllowEnv: allowEnv})
-				if err := w.Start(); err != nil {
-					return err
-				}
-				defer w.Stop()
 				if ui := srv.UIAddress(); ui != "" {
 					fmt.Fprintf(os.Stderr, "Temporal Web UI: %s/namespaces/%s/workflows/%s\n", ui, srv.Namespace(), pipeline.WorkflowID(p.Name))
 				}
@@ -118,9 +116,10 @@ what cannot change while it runs; it never silently runs the old definition.
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&dev, "dev", false, "run an embedded Temporal server, its Web UI and a worker in this process")
+	cmd.Flags().BoolVar(&dev, "dev", false, "run an embedded Temporal server, its Web UI and a worker (a worker --dev child process)")
 	cmd.Flags().BoolVar(&paused, "paused", false, "start the pipeline Paused")
 	cmd.Flags().BoolVar(&keepOpen, "keep-open", false, "keep the pipeline's workflow running once every connector has finished")
+	cmd.Flags().IntVar(&devPort, "port", 7233, "the frontend's gRPC port with --dev (the next three ports are taken too)")
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "the Web UI's port with --dev; -1 disables it")
 	cmd.Flags().StringArrayVar(&allowEnv, "allow-env", nil, "with --dev: a glob of environment variables connector configs may read with ${env:NAME} (repeatable; default SLUICE_*)")
 	return cmd
@@ -235,7 +234,7 @@ func (r rates) add(ep string, at time.Time, records int64) (float64, bool) {
 func follow(ctx context.Context, c client.Client, p *pipeline.Pipeline, run client.WorkflowRun, out io.Writer) error {
 	deps := p.StartAfter()
 	reported := map[string]bool{}
-	reg := builtin.Registry()
+	reg := checks.Registry()
 	bounded := true
 	for _, t := range p.Tables {
 		schema, _ := t.Schema()

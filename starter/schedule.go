@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/sluicehq/sluice"
-	"github.com/sluicehq/sluice/connectors/builtin"
+	"github.com/sluicehq/sluice/connectors/builtin/checks"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -56,7 +56,7 @@ cron syntax ("0 3 * * *", "@daily", "CRON_TZ=Europe/Paris 0 3 * * *").
 The pipeline is validated with its placeholders expanded for the next run.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.ID, o.TaskQueue, o.Registry, o.Namespace = args[0], g.taskQueue, builtin.Registry(), namespace()
+			o.ID, o.TaskQueue, o.Registry, o.Namespace = args[0], g.taskQueue, checks.Registry(), namespace()
 			var err error
 			if o.Overlap, err = sluice.ParseOverlap(overlap); err != nil {
 				return err

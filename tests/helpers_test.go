@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/store"
 	"github.com/sluicehq/sluice/workflows"
@@ -44,7 +45,7 @@ func newServer(t *testing.T) (*temporaltest.TestServer, client.Client) {
 
 // startWorker runs an in-process Sluice worker until the test ends.
 func startWorker(t *testing.T, c client.Client, dataDir string) {
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: dataDir})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 }

@@ -228,7 +228,7 @@ func TestKafkaEndOfInputReleasesStartAfter(t *testing.T) {
 func TestKafkaLatestResolvedOnce(t *testing.T) {
 	_, c := newServer(t)
 	dataDir := t.TempDir()
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: dataDir})
 	require.NoError(t, w.Start())
 	addr := kafkaCluster(t, "flights", 2)
 	msgs := flightMessages(t, 600)

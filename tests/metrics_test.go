@@ -174,7 +174,7 @@ func TestMetrics(t *testing.T) {
 	code, _ := httpGet(t, base+"/healthz")
 	require.Equal(t, http.StatusServiceUnavailable, code, "not ready before the worker started")
 	w := sluice.NewWorker(ts.NewClientWithOptions(client.Options{MetricsHandler: handler}),
-		sluice.WorkerOptions{DataDir: dataDir, Observer: collector})
+		sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: dataDir, Observer: collector})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	started.Store(true)

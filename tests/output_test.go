@@ -333,7 +333,7 @@ func TestOutputNewTableStore(t *testing.T) {
 		p.Tables[0].Columns = append(p.Tables[0].Columns, pipeline.Column{Name: "label", Type: "VARCHAR"})
 		p.Tables[0].Connectors = append(p.Tables[0].Connectors, outputs...)
 		require.NoError(t, pipeline.Validate(p, builtin.Registry()))
-		w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir})
+		w := sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: dataDir})
 		require.NoError(t, w.Start())
 		stop := sync.OnceFunc(w.Stop)
 		t.Cleanup(stop)

@@ -107,7 +107,7 @@ func dropZero(ids map[int64]int64) map[int64]int64 {
 func TestStoreLiveRun(t *testing.T) {
 	_, c := newServer(t)
 	dataDir := t.TempDir()
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir, Store: store.Options{CompactMinFiles: 8, CheckpointInterval: 25}})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: dataDir, Store: store.Options{CompactMinFiles: 8, CheckpointInterval: 25}})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
@@ -226,7 +226,7 @@ func deltaInputIDs(t *testing.T, loc string, v int64) map[int64]int64 {
 func TestTableIdentity(t *testing.T) {
 	_, c := newServer(t)
 	first, second := t.TempDir(), t.TempDir()
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: first})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: first})
 	require.NoError(t, w.Start())
 	p := idsPipeline(t, "ident", 1_000_000, 500, 100)
 	startPipeline(t, c, workflows.Input{Pipeline: *p})
@@ -236,7 +236,7 @@ func TestTableIdentity(t *testing.T) {
 	w.Stop()
 
 	// Another data dir.
-	w = sluice.NewWorker(c, sluice.WorkerOptions{DataDir: second})
+	w = sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: second})
 	require.NoError(t, w.Start())
 	require.NoError(t, sluice.Command(context.Background(), c, "ident", workflows.ConnectorStart, &workflows.ConnectorRef{Table: "events", Connector: "gen"}))
 	var msg string
@@ -254,7 +254,7 @@ func TestTableIdentity(t *testing.T) {
 
 	// The store deleted.
 	require.NoError(t, os.RemoveAll(filepath.Join(first, "ident")))
-	w = sluice.NewWorker(c, sluice.WorkerOptions{DataDir: first})
+	w = sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: first})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	require.NoError(t, sluice.Command(context.Background(), c, "ident", workflows.ConnectorStart, &workflows.ConnectorRef{Table: "events", Connector: "gen"}))
@@ -299,7 +299,7 @@ func TestS3TwoWorkers(t *testing.T) {
 	_, c := newServer(t)
 	const root = "s3://lake/tables"
 	for range 2 {
-		w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: root, Store: store.Options{S3: settings, CompactMinFiles: 10, CheckpointInterval: 20}})
+		w := sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: root, Store: store.Options{S3: settings, CompactMinFiles: 10, CheckpointInterval: 20}})
 		require.NoError(t, w.Start())
 		t.Cleanup(w.Stop)
 	}

@@ -5,15 +5,26 @@
 // one cluster to spread connectors over machines; they must share
 // --data-dir.
 //
-//	go run ./worker [--dev] [--data-dir DIR] [--task-queue NAME] [--allow-env GLOB]... [--metrics-addr HOST:PORT]
+//	go run ./worker [--dev [--db FILE] [--ip IP] [--port PORT] [--ui-port PORT] [--namespace NS]]
+//	    [--data-dir DIR] [--s3-endpoint-url URL] [--s3-region REGION] [--task-queue NAME]
+//	    [--allow-env GLOB]... [--metrics-addr HOST:PORT] [--ready-json] [--stop-at-stdin-eof]
 //
 // Connector configs read environment variables with ${env:NAME} only
 // when NAME matches an --allow-env glob (default SLUICE_*), so pipeline
 // authors cannot read the worker's own credentials.
 //
-// --dev also starts an embedded Temporal server (SQLite in
-// .sluice/temporal.db, frontend 127.0.0.1:7233) and its Web UI on
-// http://127.0.0.1:8233.
+// --dev also starts an embedded Temporal server (package devserver:
+// SQLite in --db, default .sluice/temporal.db; frontend --ip:--port,
+// default 127.0.0.1:7233) and its Web UI on --ui-port (default 8233, -1
+// for none). `sluice run --dev` runs this program so as a child process
+// (the sluice command line itself links neither the server nor the
+// connectors' libraries, and starts in milliseconds): with --ready-json
+// the worker writes one JSON line to stdout once it polls,
+// {"host_port": ..., "namespace": ..., "ui": ...} ("ui" is "" without the
+// Web UI), and with --stop-at-stdin-eof it stops once its stdin is
+// closed (the parent that started it exited, even killed), as on SIGINT
+// or SIGTERM: the worker stops (each running connector's activity is
+// canceled and keeps its checkpoint), then the server.
 //
 // --metrics-addr HOST:PORT (default empty: off) serves Prometheus
 // metrics at http://HOST:PORT/metrics: each connector that runs on this
@@ -26,8 +37,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -43,11 +56,21 @@ import (
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/activities"
 	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/connectors/builtin"
 	"github.com/sluicehq/sluice/connectors/s3"
 	"github.com/sluicehq/sluice/devserver"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/store"
 )
+
+// Ready is the line --ready-json writes to stdout once the worker polls:
+// the frontend's address and namespace it polls, and the Web UI's URL
+// with --dev ("" otherwise).
+type Ready struct {
+	HostPort  string `json:"host_port"`
+	Namespace string `json:"namespace"`
+	UI        string `json:"ui"`
+}
 
 func main() {
 	if err := run(); err != nil {
@@ -58,6 +81,14 @@ func main() {
 
 func run() error {
 	dev := flag.Bool("dev", false, "start an embedded Temporal server and its Web UI")
+	var devOpts devserver.Options
+	flag.StringVar(&devOpts.DBPath, "db", "", "with --dev: the server's SQLite file (default .sluice/temporal.db)")
+	flag.StringVar(&devOpts.IP, "ip", "", "with --dev: the address the server listens on (default 127.0.0.1)")
+	flag.IntVar(&devOpts.Port, "port", 0, "with --dev: the frontend's gRPC port; the next three ports are taken too (default 7233)")
+	flag.IntVar(&devOpts.UIPort, "ui-port", 0, "with --dev: the Web UI's port; -1 disables it (default 8233)")
+	flag.StringVar(&devOpts.Namespace, "namespace", "", "with --dev: the namespace to create (default \"default\")")
+	readyJSON := flag.Bool("ready-json", false, "once polling, write {\"host_port\", \"namespace\", \"ui\"} as one JSON line to stdout")
+	stdinEOF := flag.Bool("stop-at-stdin-eof", false, "stop once stdin is closed (for a parent process that holds its other end)")
 	dataDir := flag.String("data-dir", sluice.DefaultDataDir, "the table store's root: a directory or s3://bucket/prefix")
 	var s3 s3.Settings
 	flag.StringVar(&s3.EndpointURL, "s3-endpoint-url", "", "an S3-compatible store for an s3:// --data-dir (path-style requests); credentials from the standard AWS chain")
@@ -70,19 +101,32 @@ func run() error {
 	})
 	metricsAddr := flag.String("metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz (default: off)")
 	flag.Parse()
+	// Signals are caught before anything starts, so that one sent while
+	// the server starts still stops it cleanly.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	if *stdinEOF {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			stop <- syscall.SIGTERM
+		}()
+	}
 
 	opts, err := sluice.ClientOptions()
 	if err != nil {
 		return err
 	}
+	ui := ""
 	if *dev {
-		srv, err := devserver.Start(devserver.Options{})
+		srv, err := devserver.Start(devOpts)
 		if err != nil {
 			return err
 		}
 		defer srv.Stop()
-		opts.HostPort, opts.Namespace = srv.HostPort(), srv.Namespace()
-		fmt.Fprintf(os.Stderr, "Temporal server at %s, Web UI at %s\n", srv.HostPort(), srv.UIAddress())
+		opts.HostPort, opts.Namespace, ui = srv.HostPort(), srv.Namespace(), srv.UIAddress()
+		if !*readyJSON {
+			fmt.Fprintf(os.Stderr, "Temporal server at %s, Web UI at %s\n", srv.HostPort(), srv.UIAddress())
+		}
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts.Logger = tlog.NewStructuredLogger(logger)
@@ -111,15 +155,20 @@ func run() error {
 		return fmt.Errorf("connect to Temporal at %s: %w", opts.HostPort, err)
 	}
 	defer c.Close()
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: *dataDir, Store: store.Options{S3: s3}, TaskQueue: *taskQueue, AllowEnv: allowEnv, Observer: observer})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: *dataDir, Store: store.Options{S3: s3}, TaskQueue: *taskQueue, Registry: builtin.Registry(), AllowEnv: allowEnv, Observer: observer})
 	if err := w.Start(); err != nil {
 		return err
 	}
 	defer w.Stop()
 	started.Store(true)
-	fmt.Fprintf(os.Stderr, "worker polling task queue %q, table store in %s\n", *taskQueue, *dataDir)
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	if *readyJSON {
+		b, _ := json.Marshal(Ready{HostPort: opts.HostPort, Namespace: opts.Namespace, UI: ui})
+		if _, err := os.Stdout.Write(append(b, '\n')); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(os.Stderr, "worker polling task queue %q, table store in %s\n", *taskQueue, *dataDir)
+	}
 	<-stop
 	return nil
 }

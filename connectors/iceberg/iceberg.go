@@ -21,6 +21,7 @@ import (
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite", for SQL catalogs in SQLite
 
 	"github.com/sluicehq/sluice/connectors"
+	"github.com/sluicehq/sluice/connectors/iceberg/icebergconfig"
 	"github.com/sluicehq/sluice/connectors/predicate"
 )
 
@@ -79,19 +80,24 @@ type Source struct {
 	cur *fileReader
 }
 
-// New validates the config without I/O.
+// Config is iceberg_input's config (package icebergconfig).
+type Config = icebergconfig.Config
+
+// Modes of [Config.Mode] (Feldera's iceberg_input names).
+const (
+	ModeSnapshot          = icebergconfig.ModeSnapshot
+	ModeFollow            = icebergconfig.ModeFollow
+	ModeSnapshotAndFollow = icebergconfig.ModeSnapshotAndFollow
+)
+
+// New validates the config without I/O (icebergconfig.Check) and
+// returns the source.
 func New(p connectors.Params) (connectors.Source, error) {
-	var cfg Config
-	if err := connectors.DecodeConfig("transport", p.Config, &cfg); err != nil {
+	cfg, err := icebergconfig.Check(p)
+	if err != nil {
 		return nil, err
 	}
-	if p.Format != nil {
-		return nil, &connectors.FieldError{Section: "format", Field: "name", Err: errors.New("iceberg_input reads typed columns and takes no format")}
-	}
-	if err := cfg.Validate(p.Schema); err != nil {
-		return nil, err
-	}
-	s := &Source{cfg: cfg, p: p}
+	s := &Source{cfg: *cfg, p: p}
 	if cfg.SnapshotFilter != "" {
 		s.filter, _ = predicate.Parse(cfg.SnapshotFilter, p.Schema)
 	}
@@ -100,7 +106,7 @@ func New(p connectors.Params) (connectors.Source, error) {
 
 // Bounded reports whether the connector reaches end of input: in
 // snapshot mode, and in the follow modes with end_snapshot_id.
-func (s *Source) Bounded() bool { return s.cfg.Mode == ModeSnapshot || s.cfg.EndSnapshotID != nil }
+func (s *Source) Bounded() bool { return s.cfg.Bounded() }
 
 // load loads the table's metadata through the catalog or the metadata
 // location. Missing tables and unreachable catalogs are fatal.
@@ -183,7 +189,7 @@ func (s *Source) catalogProps() iceberggo.Properties {
 		set("sql.driver", s.cfg.SQLDriver)
 		dialect := s.cfg.SQLDialect
 		if dialect == "" {
-			dialect = dialects[s.cfg.SQLDriver]
+			dialect = icebergconfig.Dialects[s.cfg.SQLDriver]
 		}
 		set("sql.dialect", dialect)
 	}

@@ -204,7 +204,7 @@ func benchKafka(ctx context.Context, hostPort, namespace, data, tmp string, n in
 	}
 	defer c.Close()
 	dataDir, _ := os.MkdirTemp(tmp, "kafka-tables-")
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir, TaskQueue: "kafka-bench"})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: dataDir, TaskQueue: "kafka-bench"})
 	if err := w.Start(); err != nil {
 		return res, err
 	}

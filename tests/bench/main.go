@@ -107,7 +107,7 @@ func run(data string, runs, kafkaRecords int, age int64, outputs bool, only stri
 	defer ts.Stop()
 	c := ts.GetDefaultClient()
 	dataDir := filepath.Join(tmp, "tables")
-	w := sluice.NewWorker(c, sluice.WorkerOptions{DataDir: dataDir})
+	w := sluice.NewWorker(c, sluice.WorkerOptions{Registry: builtin.Registry(), DataDir: dataDir})
 	if err := w.Start(); err != nil {
 		return err
 	}
