@@ -65,8 +65,10 @@ func (r *run) upsertState(ctx workflow.Context, s string) {
 // currentDetails renders the connectors as a Markdown table: state,
 // records (an input's committed, an output's delivered), end of input
 // and error. Records are as of each connector's last commit the workflow
-// saw (a pause, a finish, continue-as-new); `sluice pipeline stats` and
-// the activities' heartbeats show the live count.
+// saw (a pause, a finish, continue-as-new): a running connector's are
+// marked "≥", and a line under the table says where the live count is
+// (`sluice pipeline stats`, which reads the activities' heartbeats; a
+// heartbeat reaches no workflow code, so the details cannot follow it).
 func (r *run) currentDetails() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "**%s** — pipeline %s", r.pipelineState(), r.in.Pipeline.Name)
@@ -82,6 +84,10 @@ func (r *run) currentDetails() string {
 			n = s.OutputMetrics.TransmittedRecords
 		}
 		state := s.State
+		records := fmt.Sprint(n)
+		if state == StateRunning || state == StatePausing {
+			records = "≥ " + records
+		}
 		if len(s.WaitingFor) > 0 {
 			state += " (start_after " + strings.Join(s.WaitingFor, ", ") + ")"
 		}
@@ -93,8 +99,9 @@ func (r *run) currentDetails() string {
 		if len(msg) > 200 {
 			msg = msg[:200] + "…"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s |\n", ep, r.conns[ep].Transport.Name, state, n, eoi, msg)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", ep, r.conns[ep].Transport.Name, state, records, eoi, msg)
 	}
+	fmt.Fprintf(&b, "\nRecords as of each connector's last pause, finish or continue-as-new; a running connector (≥) has more: `sluice pipeline stats %s` shows the live count.\n", r.in.Pipeline.Name)
 	return b.String()
 }
 
