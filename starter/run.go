@@ -42,9 +42,9 @@ running (for connectors to be started later). It exits 1 once connectors have
 failed and no connector can make progress (the others finished, or waiting for
 a failed one); otherwise it follows until interrupted, exiting 130 on SIGINT
 (Ctrl-C) and 143 on SIGTERM. Interrupting sluice run stops following, not the
-pipeline: its workflow keeps running (with --dev, until this process, which
-runs the server and worker, exits) and keeps every connector's checkpoint; run
-the same command to follow it again.
+pipeline: its workflow keeps running (with --dev, until this process and its
+worker --dev child, which runs the server and the worker, exit) and keeps
+every connector's checkpoint; run the same command to follow it again.
 
 If the pipeline is running already with a different definition, sluice run
 applies the changes it can (added and removed connectors, the config of
@@ -58,6 +58,9 @@ go run ./worker in Sluice's source tree, or on PATH; $SLUICE_WORKER overrides)
 that lives as long as sluice run does.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(allowEnv) > 0 && !dev {
+				return errors.New("--allow-env configures the --dev worker; without --dev, give --allow-env to your worker")
+			}
 			if err := connectors.CheckPatterns(allowEnv); err != nil {
 				return err
 			}
