@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,6 +63,7 @@ type ScheduleOptions struct {
 const (
 	memoPipeline = "sluice_pipeline"
 	memoCron     = "sluice_cron"
+	memoRerun    = "sluice_rerun"
 )
 
 // ErrScheduleNotFound is returned for a schedule that does not exist.
@@ -223,13 +225,59 @@ func CreateSchedule(ctx context.Context, c client.Client, p *pipeline.Pipeline, 
 		Args:      []any{in},
 		TaskQueue: o.TaskQueue,
 	}
+	return createSchedule(ctx, c, o, action, p.Name, "", sa)
+}
+
+// CreateRerunSchedule creates the Temporal Schedule o.ID whose action
+// re-runs the input connectors labelled label of the long-running
+// pipeline name (the Rerun workflow, which sends pipeline.rerun: each
+// connector is reset to the beginning of its input and started, and
+// appends its input again). Each run's workflow ID is
+// "rerun-<name>-<label>" followed by its scheduled time; a run fails,
+// changing nothing, while the previous re-run's connectors still run.
+// The pipeline must be running now, with an input connector carrying
+// label.
+func CreateRerunSchedule(ctx context.Context, c client.Client, name, label string, o ScheduleOptions) (client.ScheduleHandle, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if o.TaskQueue == "" {
+		o.TaskQueue = DefaultTaskQueue
+	}
+	st, err := Stats(ctx, c, name)
+	if err != nil {
+		return nil, err
+	}
+	found := false
+	for _, in := range st.Inputs {
+		found = found || slices.Contains(in.Config.Labels, label)
+	}
+	if !found {
+		return nil, fmt.Errorf("--rerun %s: no input connector of pipeline %s carries label %q", label, name, label)
+	}
+	action := &client.ScheduleWorkflowAction{
+		ID:        "rerun-" + name + "-" + label,
+		Workflow:  workflows.RerunWorkflowName,
+		Args:      []any{workflows.RerunRequest{Pipeline: name, Label: label}},
+		TaskQueue: o.TaskQueue,
+	}
+	return createSchedule(ctx, c, o, action, name, label, HasSearchAttributes(ctx, c, o.Namespace))
+}
+
+// createSchedule creates the schedule o.ID of action for the pipeline
+// name (rerun: the label a rerun schedule re-runs, "" for a scheduled
+// pipeline).
+func createSchedule(ctx context.Context, c client.Client, o ScheduleOptions, action *client.ScheduleWorkflowAction, name, rerun string, sa bool) (client.ScheduleHandle, error) {
 	opts := client.ScheduleOptions{
 		ID:      o.ID,
 		Action:  action,
 		Overlap: o.Overlap,
 		Paused:  o.Paused,
 		Note:    o.Note,
-		Memo:    map[string]any{memoPipeline: p.Name},
+		Memo:    map[string]any{memoPipeline: name},
+	}
+	if rerun != "" {
+		opts.Memo[memoRerun] = rerun
 	}
 	if o.Cron != "" {
 		opts.Spec.CronExpressions = []string{o.Cron}
@@ -238,7 +286,7 @@ func CreateSchedule(ctx context.Context, c client.Client, p *pipeline.Pipeline, 
 		opts.Spec.Intervals = []client.ScheduleIntervalSpec{{Every: o.Every}}
 	}
 	if sa {
-		attrs := temporal.NewSearchAttributes(temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttributePipeline).ValueSet(p.Name))
+		attrs := temporal.NewSearchAttributes(temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttributePipeline).ValueSet(name))
 		action.TypedSearchAttributes = attrs
 		opts.TypedSearchAttributes = attrs
 	}
@@ -256,6 +304,9 @@ func CreateSchedule(ctx context.Context, c client.Client, p *pipeline.Pipeline, 
 type ScheduleStatus struct {
 	ID       string `json:"id"`
 	Pipeline string `json:"pipeline"`
+	// Rerun is the label a rerun schedule re-runs in the pipeline; ""
+	// for a schedule of fresh pipeline runs.
+	Rerun string `json:"rerun,omitempty"`
 	// Spec is "every 24h0m0s" or "cron 0 3 * * *".
 	Spec       string        `json:"spec"`
 	Every      string        `json:"every,omitempty"`
@@ -306,7 +357,7 @@ func DescribeSchedule(ctx context.Context, c client.Client, id string) (*Schedul
 		s.Overlap = OverlapName(d.Schedule.Policy.Overlap)
 	}
 	memo := memoStrings(d.Memo)
-	s.Pipeline = memo[memoPipeline]
+	s.Pipeline, s.Rerun = memo[memoPipeline], memo[memoRerun]
 	if a, ok := d.Schedule.Action.(*client.ScheduleWorkflowAction); ok {
 		s.TaskQueue, s.WorkflowID = a.TaskQueue, a.ID
 		if s.Pipeline == "" && len(a.Args) > 0 {
@@ -387,6 +438,7 @@ func memoStrings(m *commonpb.Memo) map[string]string {
 type ScheduleSummary struct {
 	ID       string     `json:"id"`
 	Pipeline string     `json:"pipeline"`
+	Rerun    string     `json:"rerun,omitempty"` // see ScheduleStatus.Rerun
 	Spec     string     `json:"spec"`
 	Paused   bool       `json:"paused"`
 	Note     string     `json:"note,omitempty"`
@@ -394,8 +446,8 @@ type ScheduleSummary struct {
 	LastRun  *time.Time `json:"last_run,omitempty"`
 }
 
-// ListSchedules lists the schedules that start Pipeline workflows, by
-// ID. Temporal lists schedules from its visibility store, which may lag
+// ListSchedules lists the schedules that start Pipeline workflows or
+// re-run labelled connectors (Rerun workflows), by ID. Temporal lists schedules from its visibility store, which may lag
 // a just-created schedule by a moment.
 func ListSchedules(ctx context.Context, c client.Client) ([]ScheduleSummary, error) {
 	it, err := c.ScheduleClient().List(ctx, client.ScheduleListOptions{})
@@ -408,11 +460,11 @@ func ListSchedules(ctx context.Context, c client.Client) ([]ScheduleSummary, err
 		if err != nil {
 			return nil, fmt.Errorf("list schedules: %w", err)
 		}
-		if e.WorkflowType.Name != workflows.WorkflowName {
+		if e.WorkflowType.Name != workflows.WorkflowName && e.WorkflowType.Name != workflows.RerunWorkflowName {
 			continue
 		}
 		memo := memoStrings(e.Memo)
-		s := ScheduleSummary{ID: e.ID, Pipeline: memo[memoPipeline], Paused: e.Paused, Note: e.Note}
+		s := ScheduleSummary{ID: e.ID, Pipeline: memo[memoPipeline], Rerun: memo[memoRerun], Paused: e.Paused, Note: e.Note}
 		s.Spec, _, _ = describeSpec(e.Spec, memo[memoCron])
 		if len(e.NextActionTimes) > 0 {
 			t := e.NextActionTimes[0].UTC()

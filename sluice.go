@@ -69,10 +69,11 @@ type WorkerOptions struct {
 	Observer activities.Observer
 }
 
-// NewWorker returns a worker (not started) that runs the Pipeline workflow
-// and the Ingest activity. Heartbeats are sent at most once a second, so
-// a pause reaches a running connector within about a second. It panics
-// if o.Registry is nil.
+// NewWorker returns a worker (not started) that runs the Pipeline
+// workflow with its activities, and the Rerun workflow of rerun
+// schedules, whose activity sends updates through c. Heartbeats are sent
+// at most once a second, so a pause reaches a running connector within
+// about a second. It panics if o.Registry is nil.
 func NewWorker(c client.Client, o WorkerOptions) worker.Worker {
 	if o.TaskQueue == "" {
 		o.TaskQueue = DefaultTaskQueue
@@ -92,6 +93,8 @@ func NewWorker(c client.Client, o WorkerOptions) worker.Worker {
 		DefaultHeartbeatThrottleInterval:   time.Second,
 	})
 	w.RegisterWorkflowWithOptions(workflows.Pipeline, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.Rerun, workflow.RegisterOptions{Name: workflows.RerunWorkflowName})
+	w.RegisterActivity(&workflows.Control{Client: c})
 	w.RegisterActivityWithOptions(&activities.Activities{Registry: o.Registry, DataDir: o.DataDir, Store: o.Store, Allocator: o.Allocator, Env: connectors.Env{Allow: o.AllowEnv}, Observer: o.Observer}, activity.RegisterOptions{})
 	return w
 }
@@ -301,6 +304,19 @@ func Command(ctx context.Context, c client.Client, pipelineName, name string, re
 		arg = *ref
 	}
 	return Update(ctx, c, pipelineName, name, arg, nil)
+}
+
+// Rerun re-runs the input connectors carrying label in the running
+// pipeline name from the beginning of their input (the update
+// pipeline.rerun: each is reset, as connector.reset, and started; the
+// rows they committed before stay in the table, and they append their
+// input again under a new writer). It answers with the pipeline's stats
+// once they started; it is refused, changing nothing, while one of them
+// runs or when none carries the label.
+func Rerun(ctx context.Context, c client.Client, name, label string) (workflows.PipelineStats, error) {
+	var st workflows.PipelineStats
+	err := Update(ctx, c, name, workflows.PipelineRerun, workflows.RerunInput{Label: label}, &st)
+	return st, err
 }
 
 // Update sends the workflow update name with arg (nil: none), waits for

@@ -130,7 +130,31 @@ are not touched. Stop the pipeline first (sluice pipeline stop NAME).`,
 			return nil
 		},
 	}
-	cmd.AddCommand(start, clear,
+	rerun := &cobra.Command{
+		Use:   "rerun NAME LABEL",
+		Short: "Re-run a pipeline's input connectors labelled LABEL from the beginning of their input",
+		Long: `Reset every input connector labelled LABEL of the running pipeline NAME to the
+beginning of its input and start it (the update pipeline.rerun): a labelled
+backfill runs again inside a long-running pipeline, appending its input to the
+table again under a new writer; the rows it committed before stay. Refused,
+changing nothing, while one of them runs. Prints the pipeline's stats as JSON
+once they started. sluice schedule create NAME --pipeline P --rerun LABEL
+does this on a schedule.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			s, err := sluice.Rerun(cmd.Context(), c, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return printJSON(s)
+		},
+	}
+	cmd.AddCommand(start, clear, rerun,
 		control("pause", "Pause every connector of a pipeline", workflows.PipelinePause),
 		control("resume", "Resume a paused pipeline", workflows.PipelineStart),
 		control("stop", "Pause everything, then complete the pipeline's workflow", workflows.PipelineStop),

@@ -44,18 +44,30 @@ func withClient(cmd *cobra.Command, fn func(ctx context.Context, c client.Client
 
 func newScheduleCreateCmd(g *globals) *cobra.Command {
 	var o sluice.ScheduleOptions
-	var overlap string
+	var overlap, rerunPipeline, rerunLabel string
 	cmd := &cobra.Command{
-		Use:   "create NAME FILE (--cron EXPR | --every DURATION)",
-		Short: "Create a schedule that runs a bounded pipeline as a backfill",
+		Use:   "create NAME (FILE | --pipeline P --rerun LABEL) (--cron EXPR | --every DURATION)",
+		Short: "Create a schedule that runs a bounded pipeline as a backfill, or re-runs a labelled backfill",
 		Long: `Create the Temporal Schedule NAME. At each of its times it starts FILE's pipeline
 with stop_at_end_of_input, so the run completes once every input reached end
 of input; every input must be bounded. --every 24h runs at 00:00 UTC (times
 are multiples of the interval since the Unix epoch); --cron takes Temporal's
 cron syntax ("0 3 * * *", "@daily", "CRON_TZ=Europe/Paris 0 3 * * *").
-The pipeline is validated with its placeholders expanded for the next run.`,
-		Args: cobra.ExactArgs(2),
+The pipeline is validated with its placeholders expanded for the next run.
+
+With --pipeline P --rerun LABEL instead of FILE, each of its times re-runs
+the input connectors labelled LABEL of the long-running pipeline P, as
+sluice pipeline rerun P LABEL does: each is reset to the beginning of its
+input and started, and appends its input to the table again. A run fails,
+changing nothing, while the previous re-run still runs.`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if rerun := rerunPipeline != "" || rerunLabel != ""; rerun != (len(args) == 1) {
+				return fmt.Errorf("schedule create: give FILE, or --pipeline P and --rerun LABEL")
+			}
+			if len(args) == 1 && (rerunPipeline == "" || rerunLabel == "") {
+				return fmt.Errorf("schedule create: --pipeline and --rerun go together")
+			}
 			o.ID, o.TaskQueue, o.Registry, o.Namespace = args[0], g.taskQueue, checks.Registry(), namespace()
 			var err error
 			if o.Overlap, err = sluice.ParseOverlap(overlap); err != nil {
@@ -66,6 +78,20 @@ The pipeline is validated with its placeholders expanded for the next run.`,
 			}
 			if o.Cron != "" && o.Every != 0 {
 				return fmt.Errorf("schedule create: --cron and --every exclude each other")
+			}
+			if len(args) == 1 {
+				return withClient(cmd, func(ctx context.Context, c client.Client) error {
+					if _, err := sluice.CreateRerunSchedule(ctx, c, rerunPipeline, rerunLabel, o); err != nil {
+						return err
+					}
+					s, err := sluice.DescribeSchedule(ctx, c, o.ID)
+					if err != nil {
+						return err
+					}
+					fmt.Printf("created schedule %s: re-runs label %s of pipeline %s, %s, overlap %s%s\n", o.ID, rerunLabel, rerunPipeline, s.Spec, s.Overlap, map[bool]string{true: ", paused"}[s.Paused])
+					printNextRuns(s, 3)
+					return nil
+				})
 			}
 			p, notices, err := sluice.LoadScheduled(args[1], o.Registry, sluice.SampleWindow(o, time.Now()))
 			printNotices(notices)
@@ -94,6 +120,8 @@ The pipeline is validated with its placeholders expanded for the next run.`,
 	cmd.Flags().StringVar(&overlap, "overlap", "skip", "when a run is due while the last one runs: skip, buffer_one, buffer_all, cancel_other, terminate_other or allow_all")
 	cmd.Flags().BoolVar(&o.Paused, "paused", false, "create the schedule paused")
 	cmd.Flags().StringVar(&o.Note, "note", "", "a note shown by describe and the Temporal Web UI")
+	cmd.Flags().StringVar(&rerunPipeline, "pipeline", "", "with --rerun: the long-running pipeline whose labelled connectors each run re-runs")
+	cmd.Flags().StringVar(&rerunLabel, "rerun", "", "with --pipeline: the label of the input connectors each run re-runs (instead of FILE)")
 	return cmd
 }
 
@@ -156,7 +184,11 @@ func newScheduleListCmd() *cobra.Command {
 					if s.Paused {
 						state = "paused"
 					}
-					fmt.Printf("%-24s %-20s %-8s %-22s %-22s %s\n", s.ID, s.Pipeline, state, timeOrDash(s.NextRun), timeOrDash(s.LastRun), s.Spec)
+					name := s.Pipeline
+					if s.Rerun != "" {
+						name += " (rerun " + s.Rerun + ")"
+					}
+					fmt.Printf("%-24s %-20s %-8s %-22s %-22s %s\n", s.ID, name, state, timeOrDash(s.NextRun), timeOrDash(s.LastRun), s.Spec)
 				}
 				return nil
 			})
@@ -190,7 +222,11 @@ func newScheduleDescribeCmd() *cobra.Command {
 				if s.Paused {
 					state = "paused"
 				}
-				fmt.Printf("schedule:    %s\npipeline:    %s\nspec:        %s\noverlap:     %s\nstate:       %s\n", s.ID, s.Pipeline, s.Spec, s.Overlap, state)
+				fmt.Printf("schedule:    %s\npipeline:    %s\n", s.ID, s.Pipeline)
+				if s.Rerun != "" {
+					fmt.Printf("re-runs:     the input connectors labelled %s\n", s.Rerun)
+				}
+				fmt.Printf("spec:        %s\noverlap:     %s\nstate:       %s\n", s.Spec, s.Overlap, state)
 				if s.Note != "" {
 					fmt.Printf("note:        %s\n", s.Note)
 				}

@@ -27,6 +27,12 @@ import (
 // weatherRows is the number of records of ../shared/data/seattle-weather.csv.
 const weatherRows = 1461
 
+// weatherColumns are its columns, as a pipeline file's JSON.
+const weatherColumns = `[
+      {"name": "date", "type": "VARCHAR"}, {"name": "precipitation", "type": "DOUBLE"},
+      {"name": "temp_max", "type": "DOUBLE"}, {"name": "temp_min", "type": "DOUBLE"},
+      {"name": "wind", "type": "DOUBLE"}, {"name": "weather", "type": "VARCHAR"}]`
+
 // weatherPipeline writes a pipeline file reading seattle-weather.csv once
 // (bounded) into dir and returns its path. transport overrides the
 // file_input config.
@@ -38,14 +44,11 @@ func weatherPipeline(t *testing.T, dir, name, transport string) string {
   "name": %q,
   "tables": [{
     "name": "weather",
-    "columns": [
-      {"name": "date", "type": "VARCHAR"}, {"name": "precipitation", "type": "DOUBLE"},
-      {"name": "temp_max", "type": "DOUBLE"}, {"name": "temp_min", "type": "DOUBLE"},
-      {"name": "wind", "type": "DOUBLE"}, {"name": "weather", "type": "VARCHAR"}],
+    "columns": %s,
     "connectors": [{"name": "csv", "transport": {"name": "file_input", "config": %s},
                     "format": {"name": "csv", "config": {"headers": true}}}]
   }]
-}`, name, transport)
+}`, name, weatherColumns, transport)
 	path := filepath.Join(dir, name+".json")
 	require.NoError(t, os.WriteFile(path, []byte(p), 0o644))
 	return path

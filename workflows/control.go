@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -92,6 +93,35 @@ func (r *run) registerHandlers(ctx workflow.Context) error {
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, ref ConnectorRef) error {
 			_, err := r.idleInput(ref)
+			return err
+		}})
+	if err != nil {
+		return err
+	}
+	err = workflow.SetUpdateHandlerWithOptions(ctx, PipelineRerun,
+		func(ctx workflow.Context, in RerunInput) (PipelineStats, error) {
+			eps, err := r.rerunnable(in.Label)
+			if err != nil { // something started it while the update was admitted
+				return PipelineStats{}, err
+			}
+			for _, ep := range eps {
+				r.restart(ep, nil)
+				r.st.Connectors[ep].Paused = false
+			}
+			r.wake.SendAsync(nil)
+			_, _ = workflow.AwaitWithTimeout(ctx, effectTimeout, func() bool {
+				for _, ep := range eps {
+					if r.running[ep] == nil && r.active(ep) {
+						return false
+					}
+				}
+				return true
+			})
+			workflow.GetLogger(ctx).Info("label re-run", "label", in.Label, "connectors", eps)
+			return r.stats(), nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in RerunInput) error {
+			_, err := r.rerunnable(in.Label)
 			return err
 		}})
 	if err != nil {
@@ -189,6 +219,33 @@ func (r *run) idle(ref ConnectorRef) (string, error) {
 		return "", fmt.Errorf("connector %s is %s: pause it first (sluice connector %s %s %s pause)", ep, r.connectorState(ep), r.in.Pipeline.Name, ref.Table, ref.Connector)
 	}
 	return ep, nil
+}
+
+// rerunnable returns the input connectors carrying label, every one
+// idle (see idle); an error when there is none, or names each that runs.
+func (r *run) rerunnable(label string) ([]string, error) {
+	var eps []string
+	var busy []error
+	for _, t := range r.in.Pipeline.Tables {
+		for _, c := range t.Connectors {
+			if c.IsOutput() || !slices.Contains(c.Labels, label) {
+				continue
+			}
+			ep, err := r.idle(ConnectorRef{Table: t.Name, Connector: c.Name})
+			if err != nil {
+				busy = append(busy, err)
+				continue
+			}
+			eps = append(eps, ep)
+		}
+	}
+	if len(busy) > 0 {
+		return nil, fmt.Errorf("label %q: %w", label, errors.Join(busy...))
+	}
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("label %q: no input connector of pipeline %s carries it", label, r.in.Pipeline.Name)
+	}
+	return eps, nil
 }
 
 // idleInput is idle for input connectors only: an output's position is

@@ -30,6 +30,11 @@ const (
 	ConnectorReset         = "connector.reset"          // input: ConnectorRef; answers ConnectorStats
 	ConnectorUpdateConfig  = "connector.update_config"  // input: ConfigInput; answers ConnectorStats
 	PipelineUpdate         = "pipeline.update"          // input: pipeline.Pipeline; answers Changes
+	// PipelineRerun resets every input connector carrying a label to the
+	// beginning of its input (as connector.reset) and starts it: a
+	// labelled backfill re-run inside a long-running pipeline. Refused,
+	// changing nothing, while one of them runs.
+	PipelineRerun = "pipeline.rerun" // input: RerunInput; answers PipelineStats
 
 	QueryStats          = "stats"           // returns PipelineStats
 	QueryConnectorStats = "connector.stats" // input ConnectorRef, returns ConnectorStats
@@ -63,6 +68,12 @@ type CheckpointInput struct {
 	Table      string          `json:"table"`
 	Connector  string          `json:"connector"`
 	Checkpoint json.RawMessage `json:"checkpoint"`
+}
+
+// RerunInput is pipeline.rerun's input: the label of the input
+// connectors to run again from the beginning of their input.
+type RerunInput struct {
+	Label string `json:"label"`
 }
 
 // ConfigInput is connector.update_config's input: the connector's new
