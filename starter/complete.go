@@ -32,7 +32,7 @@ const completeTimeout = 2 * time.Second
 
 // connectorActions are the actions of `sluice connector PIPELINE TABLE
 // CONNECTOR ACTION`, completed as its fourth argument.
-var connectorActions = []string{"start", "pause", "stats"}
+var connectorActions = []string{"start", "pause", "stats", "checkpoint", "set-checkpoint", "reset", "update-config"}
 
 // completePipelineArg completes a command's first argument, a pipeline
 // name, and nothing after it.
@@ -49,11 +49,14 @@ func completePipelineArg(g *globals) cobra.CompletionFunc {
 
 // completeConnectorArgs completes `PIPELINE TABLE CONNECTOR ACTION`: a
 // pipeline, one of its tables, one of that table's connectors, then an
-// action word.
+// action word, then update-config's file.
 func completeConnectorArgs(g *globals) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		if len(args) == 3 {
 			return slices.Clone(connectorActions), cobra.ShellCompDirectiveNoFileComp
+		}
+		if len(args) == 4 && args[3] == "update-config" {
+			return nil, cobra.ShellCompDirectiveDefault // FILE|JSON: the shell completes file names
 		}
 		if len(args) > 3 {
 			return nil, cobra.ShellCompDirectiveNoFileComp

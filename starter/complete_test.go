@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ func TestCompletion(t *testing.T) {
 		{"connector: connector", completeConnectorArgs(g), []string{"numbers", "numbers"}, []string{"c1", "c2"}},
 		{"connector: unknown table", completeConnectorArgs(g), []string{"numbers", "nope"}, nil},
 		{"connector: unknown pipeline", completeConnectorArgs(g), []string{"nope"}, nil},
-		{"connector: action", completeConnectorArgs(g), []string{"numbers", "numbers", "c1"}, []string{"start", "pause", "stats"}},
+		{"connector: action", completeConnectorArgs(g), []string{"numbers", "numbers", "c1"}, connectorActions},
 		{"table: pipeline", completeTableArgs(g), nil, []string{"numbers", "p"}},
 		{"table: table from the server", completeTableArgs(g), []string{"numbers"}, []string{"numbers"}},
 		{"table: table from the store", completeTableArgs(g), []string{"p"}, []string{"t"}},
@@ -69,6 +70,19 @@ func TestCompletion(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "numbers\np\n:4\n", out)
 		require.NotContains(t, stderr, "rror")
+	})
+	t.Run("sluice __complete connector and pipeline", func(t *testing.T) {
+		for args, want := range map[string]string{
+			"connector numbers ":         "numbers\n:4\n",
+			"connector numbers numbers ": "c1\nc2\n:4\n",
+			"pipeline stats ":            "numbers\n:4\n",
+			"pipeline rerun ":            "numbers\n:4\n",
+		} {
+			out, stderr, err := runSluice(t, append([]string{"__complete"}, strings.Split(args, " ")...)...)
+			require.NoError(t, err)
+			require.Equal(t, want, out, args)
+			require.NotContains(t, stderr, "rror")
+		}
 	})
 	t.Run("no server", func(t *testing.T) {
 		t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")

@@ -41,6 +41,8 @@ func newConnectorCmd(g *globals) *cobra.Command {
 		Short: "Start, pause, inspect, reposition or reconfigure one connector",
 		Long:  connectorLong,
 		Args:  cobra.RangeArgs(4, 5),
+		// PIPELINE TABLE CONNECTOR ACTION from the server; then a file for update-config
+		ValidArgsFunction: completeConnectorArgs(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, table, conn, action := args[0], args[1], args[2], args[3]
 			arg := ""

@@ -48,6 +48,7 @@ func newPipelineCmd(g *globals) *cobra.Command {
 	control := func(use, short, update string) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
+			ValidArgsFunction: completePipelineArg(g),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				c, err := dial(cmd.Context())
 				if err != nil {
@@ -65,6 +66,7 @@ func newPipelineCmd(g *globals) *cobra.Command {
 	}
 	stats := &cobra.Command{
 		Use: "stats NAME", Short: "Print a pipeline's stats as JSON", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: completePipelineArg(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := dial(cmd.Context())
 			if err != nil {
@@ -112,7 +114,8 @@ their Delta logs and every connector's checkpoint in them, so that the next
 run starts from the beginning of every input. The positions outputs keep in
 their destinations (a _sluice_offsets row, a Kafka transaction, a Delta txn)
 are not touched. Stop the pipeline first (sluice pipeline stop NAME).`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completePipelineArg(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := dial(cmd.Context())
 			if err != nil {
@@ -140,7 +143,8 @@ table again under a new writer; the rows it committed before stay. Refused,
 changing nothing, while one of them runs. Prints the pipeline's stats as JSON
 once they started. sluice schedule create NAME --pipeline P --rerun LABEL
 does this on a schedule.`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completePipelineArg(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := dial(cmd.Context())
 			if err != nil {
