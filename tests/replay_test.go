@@ -74,6 +74,12 @@ func TestReplay(t *testing.T) {
 	})
 	require.NoError(t, sluice.Command(context.Background(), c, "replay", workflows.ConnectorStart, &workflows.ConnectorRef{Table: "flights", Connector: "later"}))
 	eventually(t, time.Minute, "later finished", func() bool { return connector(stats(t, c, "replay"), "flights.later").Finished })
+	_, rerr := sluice.Rerun(context.Background(), c, "replay", "flights.history")
+	require.NoError(t, rerr)
+	eventually(t, time.Minute, "the re-run history finished", func() bool {
+		s := connector(stats(t, c, "replay"), "flights.history")
+		return s.Finished && s.Metrics.TotalRecords == 4
+	})
 	require.NoError(t, sluice.Command(context.Background(), c, "replay", workflows.PipelineStop, nil))
 	require.NoError(t, run.Get(context.Background(), nil))
 	require.Equal(t, int64(4+200+300), stats(t, c, "replay").GlobalMetrics.TotalInputRecords)
