@@ -173,7 +173,10 @@ func devCommand() (*exec.Cmd, error) {
 		if goTool, err := exec.LookPath("go"); err == nil {
 			fmt.Fprintf(os.Stderr, "starting the dev server and a worker with `go run ./%s --dev` in %s (its first build takes a few minutes)\n", devProgram, root)
 			cmd := exec.Command(goTool, "run", "./"+devProgram)
-			cmd.Dir = root
+			cmd.Dir = root // go run builds in the source tree; the worker works where sluice was started:
+			if wd, err := os.Getwd(); err == nil {
+				cmd.Args = append(cmd.Args, "-C", wd)
+			}
 			return cmd, nil
 		}
 	}

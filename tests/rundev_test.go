@@ -137,3 +137,30 @@ tables:
 		require.Equal(t, i, x, "after two interruptions, record %d is missing or duplicated", i)
 	}
 }
+
+// TestRunDevFromSource is the README's first command as a newcomer runs
+// it, `go run ./starter run --dev FILE`: a sluice built in the source
+// tree with no worker beside it runs the worker with `go run ./worker`,
+// in the directory sluice was started in, so the pipeline's relative
+// paths and .sluice are there.
+func TestRunDevFromSource(t *testing.T) {
+	sluiceBin := buildBinary(t, "starter", t.TempDir()) // alone in its directory, as go run leaves it
+	dir := t.TempDir()
+	csv, err := os.ReadFile(sharedData(t, "seattle-weather.csv"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "weather.csv"), csv, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "weather.json"), []byte(fmt.Sprintf(`{
+  "name": "weather",
+  "tables": [{"name": "weather", "columns": %s,
+    "connectors": [{"name": "csv", "transport": {"name": "file_input", "config": {"path": "weather.csv"}},
+                    "format": {"name": "csv", "config": {"headers": true}}}]}]
+}`, weatherColumns)), 0o644))
+	cmd := exec.Command(sluiceBin, "run", "--dev", "--port", strconv.Itoa(freePorts(t, 4)), "--ui-port", "-1", "weather.json")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SLUICE_WORKER=")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "go run ./worker --dev")
+	require.Contains(t, string(out), fmt.Sprintf("every connector finished (%d input records)", weatherRows))
+	require.Len(t, readTable(t, filepath.Join(dir, ".sluice", "tables"), "weather", "weather"), weatherRows)
+}

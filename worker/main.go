@@ -7,7 +7,7 @@
 //
 //	go run ./worker [--dev [--db FILE] [--ip IP] [--port PORT] [--ui-port PORT] [--namespace NS]]
 //	    [--data-dir DIR] [--s3-endpoint-url URL] [--s3-region REGION] [--task-queue NAME]
-//	    [--allow-env GLOB]... [--metrics-addr HOST:PORT] [--ready-json] [--stop-at-stdin-eof]
+//	    [--allow-env GLOB]... [--metrics-addr HOST:PORT] [--ready-json] [--stop-at-stdin-eof] [-C DIR]
 //
 // Connector configs read environment variables with ${env:NAME} only
 // when NAME matches an --allow-env glob (default SLUICE_*), so pipeline
@@ -89,6 +89,7 @@ func run() error {
 	flag.StringVar(&devOpts.Namespace, "namespace", "", "with --dev: the namespace to create (default \"default\")")
 	readyJSON := flag.Bool("ready-json", false, "once polling, write {\"host_port\", \"namespace\", \"ui\"} as one JSON line to stdout")
 	stdinEOF := flag.Bool("stop-at-stdin-eof", false, "stop once stdin is closed (for a parent process that holds its other end)")
+	chdir := flag.String("C", "", "change to this directory before anything else, as go -C and git -C do (relative paths then resolve from it)")
 	dataDir := flag.String("data-dir", sluice.DefaultDataDir, "the table store's root: a directory or s3://bucket/prefix")
 	var s3 s3.Settings
 	flag.StringVar(&s3.EndpointURL, "s3-endpoint-url", "", "an S3-compatible store for an s3:// --data-dir (path-style requests); credentials from the standard AWS chain")
@@ -101,6 +102,11 @@ func run() error {
 	})
 	metricsAddr := flag.String("metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /healthz (default: off)")
 	flag.Parse()
+	if *chdir != "" {
+		if err := os.Chdir(*chdir); err != nil {
+			return err
+		}
+	}
 	// Signals are caught before anything starts, so that one sent while
 	// the server starts still stops it cleanly.
 	stop := make(chan os.Signal, 1)
