@@ -101,6 +101,17 @@ func dial(ctx context.Context) (client.Client, error) {
 	return c, nil
 }
 
+// withClient dials the Temporal server (see dial), runs fn with the
+// command's context and closes the client.
+func withClient(cmd *cobra.Command, fn func(ctx context.Context, c client.Client) error) error {
+	c, err := dial(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(cmd.Context(), c)
+}
+
 // namespace returns the namespace dial connects to (TEMPORAL_NAMESPACE,
 // the config file's, or "" for the default).
 func namespace() string {

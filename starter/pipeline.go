@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/connectors/builtin/checks"
@@ -50,17 +52,14 @@ func newPipelineCmd(g *globals) *cobra.Command {
 			Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
 			ValidArgsFunction: completePipelineArg(g),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := dial(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				var s workflows.PipelineStats
-				if err := sluice.Update(cmd.Context(), c, args[0], update, nil, &s); err != nil {
-					return err
-				}
-				fmt.Printf("pipeline %s: %s\n", args[0], s.State)
-				return nil
+				return withClient(cmd, func(ctx context.Context, c client.Client) error {
+					var s workflows.PipelineStats
+					if err := sluice.Update(ctx, c, args[0], update, nil, &s); err != nil {
+						return err
+					}
+					fmt.Printf("pipeline %s: %s\n", args[0], s.State)
+					return nil
+				})
 			},
 		}
 	}
@@ -68,16 +67,13 @@ func newPipelineCmd(g *globals) *cobra.Command {
 		Use: "stats NAME", Short: "Print a pipeline's stats as JSON", Args: cobra.ExactArgs(1),
 		ValidArgsFunction: completePipelineArg(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			s, err := sluice.Stats(cmd.Context(), c, args[0])
-			if err != nil {
-				return err
-			}
-			return printJSON(s)
+			return withClient(cmd, func(ctx context.Context, c client.Client) error {
+				s, err := sluice.Stats(ctx, c, args[0])
+				if err != nil {
+					return err
+				}
+				return printJSON(s)
+			})
 		},
 	}
 	list := &cobra.Command{
@@ -117,20 +113,17 @@ are not touched. Stop the pipeline first (sluice pipeline stop NAME).`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completePipelineArg(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			dropped, err := sluice.Clear(cmd.Context(), c, args[0], g.dataDir, g.storeOptions())
-			for _, loc := range dropped {
-				fmt.Printf("deleted table %s\n", loc)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Printf("pipeline %s cleared: its next run starts from the beginning of every input\n", args[0])
-			return nil
+			return withClient(cmd, func(ctx context.Context, c client.Client) error {
+				dropped, err := sluice.Clear(ctx, c, args[0], g.dataDir, g.storeOptions())
+				for _, loc := range dropped {
+					fmt.Printf("deleted table %s\n", loc)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Printf("pipeline %s cleared: its next run starts from the beginning of every input\n", args[0])
+				return nil
+			})
 		},
 	}
 	rerun := &cobra.Command{
@@ -146,16 +139,13 @@ does this on a schedule.`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completePipelineArg(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			s, err := sluice.Rerun(cmd.Context(), c, args[0], args[1])
-			if err != nil {
-				return err
-			}
-			return printJSON(s)
+			return withClient(cmd, func(ctx context.Context, c client.Client) error {
+				s, err := sluice.Rerun(ctx, c, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				return printJSON(s)
+			})
 		},
 	}
 	cmd.AddCommand(start, clear, rerun,

@@ -32,16 +32,6 @@ name the run's window: ${schedule:start_time}, ${schedule:start_time|2006-01-02}
 	return cmd
 }
 
-// withClient dials and runs fn.
-func withClient(cmd *cobra.Command, fn func(ctx context.Context, c client.Client) error) error {
-	c, err := dial(cmd.Context())
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return fn(cmd.Context(), c)
-}
-
 func newScheduleCreateCmd(g *globals) *cobra.Command {
 	var o sluice.ScheduleOptions
 	var overlap, rerunPipeline, rerunLabel string

@@ -24,7 +24,7 @@ func TestWebUIScreenshots(t *testing.T) {
 			if os.Getenv("CI") != "" {
 				t.Fatalf("%s is needed (.ci/run installs it)", tool)
 			}
-			t.Skipf("%s is not installed", tool)
+			t.Skipf("%s is not installed: apt-get install chromium nodejs npm", tool)
 		}
 	}
 	out := t.TempDir()
