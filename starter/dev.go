@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/connectors/s3"
 )
 
 // The embedded Temporal server and the worker of `sluice run --dev` run
@@ -37,9 +39,11 @@ var devNames = []string{"sluice-worker", "worker"}
 // worker: the server's frontend port, the table store, the task queue,
 // and the environment variables connector configs may read.
 type devWorker struct {
-	port                                        int
-	dataDir, s3EndpointURL, s3Region, taskQueue string
-	allowEnv                                    []string
+	port      int
+	dataDir   string
+	s3        s3.Settings
+	taskQueue string
+	allowEnv  []string
 }
 
 // devServer is a running `worker --dev` child process: the server and a
@@ -57,8 +61,8 @@ type devServer struct {
 
 // startDevServer starts the dev server (SQLite in .sluice/temporal.db
 // under the working directory; the frontend on o.port, the Web UI on
-// uiPort, -1 for none) with a
-// worker of options o, and returns once the worker polls. It runs the
+// uiPort, -1 for none) with a worker of options o, and returns once the
+// worker polls. It runs the
 // worker program from $SLUICE_WORKER, from beside the sluice executable
 // (named sluice-worker or worker), with `go run ./worker` in the source
 // tree sluice was built from (as `go run ./starter` does), or from PATH,
@@ -74,11 +78,11 @@ func startDevServer(ctx context.Context, uiPort int, o devWorker) (*devServer, e
 	}
 	cmd.Args = append(cmd.Args, "--dev", "--db", db, "--port", strconv.Itoa(o.port), "--ui-port", strconv.Itoa(uiPort), "--ready-json", "--stop-at-stdin-eof",
 		"--data-dir", o.dataDir, "--task-queue", o.taskQueue)
-	if o.s3EndpointURL != "" {
-		cmd.Args = append(cmd.Args, "--s3-endpoint-url", o.s3EndpointURL)
+	if o.s3.EndpointURL != "" {
+		cmd.Args = append(cmd.Args, "--s3-endpoint-url", o.s3.EndpointURL)
 	}
-	if o.s3Region != "" {
-		cmd.Args = append(cmd.Args, "--s3-region", o.s3Region)
+	if o.s3.Region != "" {
+		cmd.Args = append(cmd.Args, "--s3-region", o.s3.Region)
 	}
 	for _, g := range o.allowEnv {
 		cmd.Args = append(cmd.Args, "--allow-env", g)
@@ -155,18 +159,16 @@ func devCommand() (*exec.Cmd, error) {
 	if p := os.Getenv("SLUICE_WORKER"); p != "" {
 		return exec.Command(p), nil
 	}
-	exe := ""
-	if p, err := os.Executable(); err == nil {
-		if p, err = filepath.EvalSymlinks(p); err == nil {
-			exe = p
-		}
-	}
-	for _, name := range devNames {
-		if runtime.GOOS == "windows" {
-			name += ".exe"
-		}
-		if p := filepath.Join(filepath.Dir(exe), name); exe != "" && isFile(p) {
-			return exec.Command(p), nil
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			for _, name := range devNames {
+				if runtime.GOOS == "windows" {
+					name += ".exe"
+				}
+				if p := filepath.Join(filepath.Dir(exe), name); isFile(p) {
+					return exec.Command(p), nil
+				}
+			}
 		}
 	}
 	if root := sourceRoot(); root != "" {

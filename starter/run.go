@@ -73,7 +73,7 @@ that lives as long as sluice run does.`,
 			var c client.Client
 			ns := namespace()
 			if dev {
-				srv, err := startDevServer(ctx, uiPort, devWorker{port: devPort, dataDir: g.dataDir, s3EndpointURL: g.s3.EndpointURL, s3Region: g.s3.Region, taskQueue: g.taskQueue, allowEnv: allowEnv})
+				srv, err := startDevServer(ctx, uiPort, devWorker{port: devPort, dataDir: g.dataDir, s3: g.s3, taskQueue: g.taskQueue, allowEnv: allowEnv})
 				if err != nil {
 					return err
 				}
